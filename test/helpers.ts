@@ -1,0 +1,34 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** `../shared` beside the repo: tests may read it; the project never needs it at run time. */
+export const sharedDir = resolve(repoRoot, '..', 'shared');
+export const haveShared = existsSync(join(sharedDir, 'data'));
+
+export function sharedPath(...parts: string[]): string {
+  return join(sharedDir, ...parts);
+}
+
+/** Skip option for tests that need ../shared (absent on a bare clone, present in CI). */
+export const needsShared = haveShared ? {} : { skip: '../shared is not beside the repo' };
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI in a subprocess, as a user would. */
+export function runCli(args: string[], options: { cwd?: string; input?: string } = {}): CliResult {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
+    cwd: options.cwd ?? repoRoot,
+    encoding: 'utf8',
+    input: options.input,
+    maxBuffer: 256 * 2 ** 20,
+  });
+  return { code: run.status ?? -1, stdout: run.stdout, stderr: run.stderr };
+}
