@@ -1,0 +1,76 @@
+/**
+ * The peak list shared by peak finders, sinks and writers: one frame's peaks as parallel typed arrays
+ * (structure of arrays, like CrystFEL's `image_feature_list` flattened), so a list crosses workers and
+ * files without per-peak objects.
+ *
+ * Positions are slab coordinates in pixels following CXI: `fs`/`ss`, 0.0 = centre of the first pixel.
+ * Intensities are in detector units (ADU) above the local background; `snr` is dimensionless.
+ */
+export interface PeakList {
+  count: number;
+  fs: Float32Array;
+  ss: Float32Array;
+  totalIntensity: Float32Array;
+  snr: Float32Array;
+  nPixels: Float32Array;
+  maxValue: Float32Array;
+}
+
+/** The per-peak columns of a PeakList, in the order writers store them. */
+export const peakColumns = ['fs', 'ss', 'totalIntensity', 'snr', 'nPixels', 'maxValue'] as const;
+export type PeakColumn = (typeof peakColumns)[number];
+
+/** An empty list with room for `capacity` peaks (count 0); finders fill it and set `count`. */
+export function createPeakList(capacity = 0): PeakList {
+  return {
+    count: 0,
+    fs: new Float32Array(capacity),
+    ss: new Float32Array(capacity),
+    totalIntensity: new Float32Array(capacity),
+    snr: new Float32Array(capacity),
+    nPixels: new Float32Array(capacity),
+    maxValue: new Float32Array(capacity),
+  };
+}
+
+/** Builds a list from plain columns (tests, small tools); missing columns are zero. */
+export function peakListFrom(
+  columns: Partial<Record<PeakColumn, ArrayLike<number>>> & { fs: ArrayLike<number> },
+): PeakList {
+  const count = columns.fs.length;
+  const list = createPeakList(count);
+  list.count = count;
+  for (const name of peakColumns) {
+    const source = columns[name];
+    if (source === undefined) continue;
+    if (source.length !== count)
+      throw new Error(`peak column ${name} has ${source.length} values, fs has ${count}`);
+    list[name].set(source);
+  }
+  return list;
+}
+
+/** A copy holding exactly `count` peaks (drops unused capacity). */
+export function trimPeakList(list: PeakList): PeakList {
+  const out = createPeakList(list.count);
+  out.count = list.count;
+  for (const name of peakColumns) out[name].set(list[name].subarray(0, list.count));
+  return out;
+}
+
+/**
+ * The `limit` strongest peaks by total intensity (stable for ties), as a new list; the list itself
+ * when it already fits. Writers use it to honour a fixed peak-table width.
+ */
+export function strongestPeaks(list: PeakList, limit: number): PeakList {
+  if (list.count <= limit) return list;
+  const order = Array.from({ length: list.count }, (_, i) => i);
+  order.sort((a, b) => list.totalIntensity[b] - list.totalIntensity[a] || a - b);
+  const out = createPeakList(limit);
+  out.count = limit;
+  for (let k = 0; k < limit; k++) {
+    const i = order[k];
+    for (const name of peakColumns) out[name][k] = list[name][i];
+  }
+  return out;
+}
