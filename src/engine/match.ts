@@ -1,0 +1,121 @@
+/**
+ * One-to-one matching of found peaks to reference positions (truth, predicted reflections, expert
+ * labels) within a radius, optimal in the Hungarian sense: the most pairs within the radius, and among
+ * those the smallest total distance. Peaks far from everything cannot change the answer, so the work
+ * is split into clusters of peaks linked by within-radius pairs (a grid hash finds them) and each small
+ * cluster is solved on its own: frames of thousands of peaks stay fast.
+ */
+import { solveAssignment } from './hungarian.js';
+
+export interface PointSet {
+  count: number;
+  fs: ArrayLike<number>;
+  ss: ArrayLike<number>;
+}
+
+export interface MatchResult {
+  /** For each found peak, the index of its reference peak, or -1. */
+  foundToRef: Int32Array;
+  matched: number;
+  found: number;
+  reference: number;
+  /** matched / found (1 when nothing was found). */
+  precision: number;
+  /** matched / reference (1 when there is no reference). */
+  recall: number;
+  f1: number;
+  /** Mean distance of matched pairs, pixels. */
+  meanDistancePx: number;
+}
+
+class UnionFind {
+  private readonly parent: Int32Array;
+  constructor(size: number) {
+    this.parent = Int32Array.from({ length: size }, (_, i) => i);
+  }
+  find(i: number): number {
+    while (this.parent[i] !== i) {
+      this.parent[i] = this.parent[this.parent[i]];
+      i = this.parent[i];
+    }
+    return i;
+  }
+  union(a: number, b: number): void {
+    this.parent[this.find(a)] = this.find(b);
+  }
+}
+
+/** Pairs (found i, reference j, distance) closer than the radius, via a grid of radius-sized cells. */
+function closePairs(found: PointSet, reference: PointSet, radiusPx: number): { i: number; j: number; d: number }[] {
+  const cell = Math.max(radiusPx, 1e-9);
+  const grid = new Map<string, number[]>();
+  for (let j = 0; j < reference.count; j++) {
+    const key = `${Math.floor(reference.fs[j] / cell)},${Math.floor(reference.ss[j] / cell)}`;
+    const bucket = grid.get(key);
+    if (bucket) bucket.push(j);
+    else grid.set(key, [j]);
+  }
+  const pairs: { i: number; j: number; d: number }[] = [];
+  for (let i = 0; i < found.count; i++) {
+    const cf = Math.floor(found.fs[i] / cell);
+    const cs = Math.floor(found.ss[i] / cell);
+    for (let df = -1; df <= 1; df++) {
+      for (let ds = -1; ds <= 1; ds++) {
+        for (const j of grid.get(`${cf + df},${cs + ds}`) ?? []) {
+          const d = Math.hypot(found.fs[i] - reference.fs[j], found.ss[i] - reference.ss[j]);
+          if (d <= radiusPx) pairs.push({ i, j, d });
+        }
+      }
+    }
+  }
+  return pairs;
+}
+
+export function matchPeaks(found: PointSet, reference: PointSet, radiusPx: number): MatchResult {
+  const foundToRef = new Int32Array(found.count).fill(-1);
+  const pairs = closePairs(found, reference, radiusPx);
+  // Clusters over found (0..n-1) and reference (n..n+m-1) nodes.
+  const clusters = new UnionFind(found.count + reference.count);
+  for (const { i, j } of pairs) clusters.union(i, found.count + j);
+  const byCluster = new Map<number, { i: number; j: number; d: number }[]>();
+  for (const pair of pairs) {
+    const root = clusters.find(pair.i);
+    const list = byCluster.get(root);
+    if (list) list.push(pair);
+    else byCluster.set(root, [pair]);
+  }
+  let matched = 0;
+  let distanceSum = 0;
+  for (const list of byCluster.values()) {
+    const rows = [...new Set(list.map((p) => p.i))];
+    const cols = [...new Set(list.map((p) => p.j))];
+    const rowIndex = new Map(rows.map((r, k) => [r, k]));
+    const colIndex = new Map(cols.map((c, k) => [c, k]));
+    // Out-of-radius entries cost more than any set of in-radius pairs, so the solver first maximises
+    // the number of matches, then minimises their total distance.
+    const forbidden = radiusPx * (Math.min(rows.length, cols.length) + 1) + 1;
+    const cost = new Float64Array(rows.length * cols.length).fill(forbidden);
+    for (const p of list) cost[rowIndex.get(p.i)! * cols.length + colIndex.get(p.j)!] = p.d;
+    const assignment = solveAssignment(cost, rows.length, cols.length);
+    for (let r = 0; r < rows.length; r++) {
+      const c = assignment[r];
+      if (c < 0 || cost[r * cols.length + c] >= forbidden) continue;
+      foundToRef[rows[r]] = cols[c];
+      matched++;
+      distanceSum += cost[r * cols.length + c];
+    }
+  }
+  const precision = found.count === 0 ? 1 : matched / found.count;
+  const recall = reference.count === 0 ? 1 : matched / reference.count;
+  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  return {
+    foundToRef,
+    matched,
+    found: found.count,
+    reference: reference.count,
+    precision,
+    recall,
+    f1,
+    meanDistancePx: matched === 0 ? 0 : distanceSum / matched,
+  };
+}
