@@ -3,7 +3,7 @@
 // their markdown to BENCHMARKS.md under the machine and date. `npm run bench -- cbf` runs a subset
 // and replaces only those sections.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
 const words = process.argv.slice(2);
@@ -38,7 +38,10 @@ for (const file of files) {
     continue;
   }
   process.stdout.write(run.stdout);
-  sections.set(file, `<!-- bench: ${file} -->\n_${date}, ${machine}, \`npm run bench -- ${file.replace('.bench.ts', '')}\`_\n\n${run.stdout.trim()}\n`);
+  sections.set(
+    file,
+    `<!-- bench: ${file} -->\n_${date}, ${machine}, \`npm run bench -- ${file.replace('.bench.ts', '')}\`_\n\n${run.stdout.trim()}\n`,
+  );
 }
 const header = `# Benchmarks\n\nMade by \`npm run bench\` (scripts/run-bench.mjs): each section names the machine, the date and the\ncommand that measured it. Ratios are measured side by side in one run.\n\n`;
 writeFileSync(path, header + [...sections.values()].join('\n'));

@@ -7,7 +7,20 @@ import { runCli } from './helpers.js';
 
 test('braggflow demo runs end to end on the embedded detector and reports what it computed', () => {
   const out = mkdtempSync(join(tmpdir(), 'bf-demo-'));
-  const result = runCli(['demo', '--out', out, '--frames', '2', '--steps', '3', '--crop', '64', '--batch', '1', '--json']);
+  const result = runCli([
+    'demo',
+    '--out',
+    out,
+    '--frames',
+    '2',
+    '--steps',
+    '3',
+    '--crop',
+    '64',
+    '--batch',
+    '1',
+    '--json',
+  ]);
   assert.equal(result.code, 0, result.stderr);
   const report = JSON.parse(result.stdout);
   assert.equal(report.detector.panels, 4);

@@ -6,7 +6,9 @@ import { matchPeaks } from '../src/engine/match.js';
 
 function permutations(n: number): number[][] {
   if (n === 0) return [[]];
-  return permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)]));
+  return permutations(n - 1).flatMap((p) =>
+    Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)]),
+  );
 }
 
 /** Brute force over all injective row -> column maps. */
@@ -38,7 +40,9 @@ test('solveAssignment finds the optimum of random square and rectangular problem
       fc.integer({ min: 1, max: 5 }),
       fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 25, maxLength: 25 }),
       (rows, cols, values) => {
-        const cost = Array.from({ length: rows }, (_, r) => Array.from({ length: cols }, (_, c) => values[r * 5 + c]));
+        const cost = Array.from({ length: rows }, (_, r) =>
+          Array.from({ length: cols }, (_, c) => values[r * 5 + c]),
+        );
         const assignment = solveAssignment(Float64Array.from(cost.flat()), rows, cols);
         const assigned = [...assignment].filter((c) => c >= 0);
         assert.equal(assigned.length, Math.min(rows, cols));
@@ -47,7 +51,10 @@ test('solveAssignment finds the optimum of random square and rectangular problem
         assignment.forEach((c, r) => {
           if (c >= 0) total += cost[r][c];
         });
-        const optimum = rows <= cols ? bruteForceCost(cost) : bruteForceCost(cost[0].map((_, c) => cost.map((row) => row[c])));
+        const optimum =
+          rows <= cols
+            ? bruteForceCost(cost)
+            : bruteForceCost(cost[0].map((_, c) => cost.map((row) => row[c])));
         assert.equal(total, optimum);
       },
     ),
@@ -84,8 +91,14 @@ test('matchPeaks counts precision and recall, with nothing beyond the radius', (
 test('matchPeaks agrees with brute force on random crowded frames', () => {
   fc.assert(
     fc.property(
-      fc.array(fc.tuple(fc.float({ min: 0, max: 12, noNaN: true }), fc.float({ min: 0, max: 12, noNaN: true })), { maxLength: 6 }),
-      fc.array(fc.tuple(fc.float({ min: 0, max: 12, noNaN: true }), fc.float({ min: 0, max: 12, noNaN: true })), { maxLength: 6 }),
+      fc.array(
+        fc.tuple(fc.float({ min: 0, max: 12, noNaN: true }), fc.float({ min: 0, max: 12, noNaN: true })),
+        { maxLength: 6 },
+      ),
+      fc.array(
+        fc.tuple(fc.float({ min: 0, max: 12, noNaN: true }), fc.float({ min: 0, max: 12, noNaN: true })),
+        { maxLength: 6 },
+      ),
       (a, b) => {
         const found = { count: a.length, fs: a.map((p) => p[0]), ss: a.map((p) => p[1]) };
         const reference = { count: b.length, fs: b.map((p) => p[0]), ss: b.map((p) => p[1]) };

@@ -38,12 +38,25 @@ function smallSpec(): OnnxModelSpec {
         inputs: [],
         outputs: ['scale'],
         attributes: {
-          value: { type: 'tensor', value: { name: 'scale', dataType: 'float32', dims: [], values: Float32Array.of(2) } },
+          value: {
+            type: 'tensor',
+            value: { name: 'scale', dataType: 'float32', dims: [], values: Float32Array.of(2) },
+          },
         },
       },
       { opType: 'Mul', inputs: ['r', 'scale'], outputs: ['m'] },
-      { opType: 'Cast', inputs: ['shift'], outputs: ['shiftF'], attributes: { to: { type: 'int', value: 1 } } },
-      { opType: 'ReduceMean', inputs: ['big'], outputs: ['bigMean'], attributes: { keepdims: { type: 'int', value: 0 } } },
+      {
+        opType: 'Cast',
+        inputs: ['shift'],
+        outputs: ['shiftF'],
+        attributes: { to: { type: 'int', value: 1 } },
+      },
+      {
+        opType: 'ReduceMean',
+        inputs: ['big'],
+        outputs: ['bigMean'],
+        attributes: { keepdims: { type: 'int', value: 0 } },
+      },
       { opType: 'Add', inputs: ['m', 'shiftF'], outputs: ['a'] },
       { opType: 'Add', inputs: ['a', 'bigMean'], outputs: ['y'] },
     ],
@@ -63,7 +76,8 @@ function reference(x: Float32Array, spec: OnnxModelSpec): Float32Array {
           for (let dj = -1; dj <= 1; dj++) {
             const ii = i + di;
             const jj = j + dj;
-            if (ii >= 0 && ii < 4 && jj >= 0 && jj < 4) sum += x[ii * 4 + jj] * w[o * 9 + (di + 1) * 3 + (dj + 1)];
+            if (ii >= 0 && ii < 4 && jj >= 0 && jj < 4)
+              sum += x[ii * 4 + jj] * w[o * 9 + (di + 1) * 3 + (dj + 1)];
           }
         out[o * 16 + i * 4 + j] = Math.max(sum, 0) * 2 + 3 + 0.5;
       }
@@ -79,7 +93,8 @@ test('an emitted model runs in onnxruntime and matches a hand computation', asyn
   const { y } = await session.run({ x: hostTensor('float32', [1, 1, 4, 4], x) });
   assert.deepEqual(y.dims, [1, 2, 4, 4]);
   const expected = reference(x, spec);
-  for (let i = 0; i < expected.length; i++) assert.ok(Math.abs((y.values[i] as number) - expected[i]) < 1e-5, `at ${i}`);
+  for (let i = 0; i < expected.length; i++)
+    assert.ok(Math.abs((y.values[i] as number) - expected[i]) < 1e-5, `at ${i}`);
   await session.release();
 });
 
@@ -99,7 +114,10 @@ test('decodeModel inverts encodeModel', () => {
   assert.ok(scale?.type === 'tensor' && scale.value.values[0] === 2);
   for (const [i, t] of spec.initializers.entries()) {
     assert.equal(back.initializers[i].name, t.name);
-    assert.deepEqual(Array.from(back.initializers[i].values as ArrayLike<unknown>), Array.from(t.values as ArrayLike<unknown>));
+    assert.deepEqual(
+      Array.from(back.initializers[i].values as ArrayLike<unknown>),
+      Array.from(t.values as ArrayLike<unknown>),
+    );
   }
 });
 
@@ -112,7 +130,10 @@ test('external data: weights go to a side file, the model loads from its path an
   assert.ok(statSync(`${path}.data`).size >= 600 * 4);
   assert.ok(written.modelBytes < 1500, 'big tensor is not inline');
   const back = decodeModel(readFileSync(path), path);
-  assert.deepEqual(Array.from(back.initializers[2].values as Float32Array), Array.from(spec.initializers[2].values as Float32Array));
+  assert.deepEqual(
+    Array.from(back.initializers[2].values as Float32Array),
+    Array.from(spec.initializers[2].values as Float32Array),
+  );
   const session = await createSession(path);
   const { y } = await session.run({ x: hostTensor('float32', [1, 1, 4, 4], x) });
   const expected = reference(x, spec);

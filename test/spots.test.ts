@@ -36,7 +36,8 @@ test('spot frames are deterministic for a seed, on real pixels, with masks at th
     const ss = Math.floor(i / maps.fsSize);
     const fs = i % maps.fsSize;
     let near = false;
-    for (let k = 0; k < a.truth.count && !near; k++) near = Math.hypot(fs - a.truth.fs[k], ss - a.truth.ss[k]) <= radius + 1e-9;
+    for (let k = 0; k < a.truth.count && !near; k++)
+      near = Math.hypot(fs - a.truth.fs[k], ss - a.truth.ss[k]) <= radius + 1e-9;
     assert.ok(near, `pixel ${fs},${ss} is near a spot`);
   }
   assert.ok(labelled >= a.truth.count);

@@ -540,7 +540,8 @@ describe('bad input', () => {
         await writer.writeChunk(syntheticChunk(1, 2, 3));
         await writer.close();
       })(),
-      (error: unknown) => error instanceof UserError && /cannot write the file \(ENOENT\)/.test(error.message),
+      (error: unknown) =>
+        error instanceof UserError && /cannot write the file \(ENOENT\)/.test(error.message),
     );
   });
 

@@ -6,7 +6,9 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name('braggflow')
-    .description('Bragg peak finding for serial crystallography: geometry, files, peak finders, models, pipeline.')
+    .description(
+      'Bragg peak finding for serial crystallography: geometry, files, peak finders, models, pipeline.',
+    )
     .version('0.1.0')
     .showHelpAfterError(false)
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });

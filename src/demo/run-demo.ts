@@ -10,14 +10,14 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultGeometry } from '../detector/default-geometry.js';
 import { geometryMask, pixelMapsFor, resolutionFor } from '../detector/index.js';
-import { openFrameReader } from '../io/cxi-reader.js';
+import { matchPeaks } from '../engine/match.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
+import { openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { buildPeakNet } from '../nn/models/registry.js';
 import { encodeModel } from '../nn/onnx/emit.js';
 import { createSession, hostTensor } from '../nn/runtime.js';
 import { segmentPeaks } from '../peaks/segment.js';
-import { matchPeaks } from '../engine/match.js';
 import { defaultSpotFrameOptions, generateSpotFrame, seededRandom } from '../simulate/spots.js';
 import { trainOnCrops } from './train-crops.js';
 
@@ -33,10 +33,30 @@ export interface DemoOptions {
 }
 
 export interface DemoReport {
-  detector: { name: string; panels: number; pixels: number; slabShape: [number, number]; bestResolutionA: number };
+  detector: {
+    name: string;
+    panels: number;
+    pixels: number;
+    slabShape: [number, number];
+    bestResolutionA: number;
+  };
   run: { path: string; frames: number; truthPeaks: number; writeMs: number; readBackIdentical: boolean };
-  training: { model: string; params: number; steps: number; firstLoss: number; lastLoss: number; msPerStep: number };
-  inference: { frame: number; mpixPerS: number; found: number; truth: number; precision: number; recall: number };
+  training: {
+    model: string;
+    params: number;
+    steps: number;
+    firstLoss: number;
+    lastLoss: number;
+    msPerStep: number;
+  };
+  inference: {
+    frame: number;
+    mpixPerS: number;
+    found: number;
+    truth: number;
+    precision: number;
+    recall: number;
+  };
   peaksPath: string;
 }
 
@@ -52,7 +72,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   let maxInvD = 0;
   for (let i = 0; i < resolution.length; i++) if (resolution[i] > maxInvD) maxInvD = resolution[i];
   const slabShape: [number, number] = [maps.ssSize, maps.fsSize];
-  const pixels = maps.panelIndex.reduce((n, p) => n + (p >= 0 ? 1 : 0), 0);
+  let pixels = 0;
+  for (const panel of maps.panelIndex) if (panel >= 0) pixels++;
   log(
     `detector  ${geometry.sourcePath}: ${geometry.panels.length} panels, ${pixels} pixels, slab [${slabShape}], ` +
       `corner resolution ${(1e10 / maxInvD).toFixed(2)} A`,
@@ -115,7 +136,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   // 4. Inference on the held-out frame, whole slab (panels stacked along ss), then peaks from the mask.
   const heldOut = frames.length - 1;
   const [ssSize, fsSize] = slabShape;
-  const model = buildPeakNet(options.model, { batch: 1, heightPx: ssSize, widthPx: fsSize, paramsAs: 'initializers' });
+  const model = buildPeakNet(options.model, {
+    batch: 1,
+    heightPx: ssSize,
+    widthPx: fsSize,
+    paramsAs: 'initializers',
+  });
   for (const [name, values] of training.weights) model.graph.getParam(name).set(values);
   const session = await createSession(encodeModel(model.toOnnx()));
   const image = normalise(frames[heldOut].image);
@@ -139,7 +165,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const written = await readPeakTable(peaksPath);
   const mpixPerS = (ssSize * fsSize) / 1e6 / seconds;
   log(
-    `infer     frame ${heldOut}: ${(ssSize * fsSize / 1e6).toFixed(2)} Mpix in ${(seconds * 1000).toFixed(0)} ms ` +
+    `infer     frame ${heldOut}: ${((ssSize * fsSize) / 1e6).toFixed(2)} Mpix in ${(seconds * 1000).toFixed(0)} ms ` +
       `(median of 3, ${mpixPerS.toFixed(2)} Mpix/s), ${written[0].count} peaks -> ${peaksPath}; against truth within 2 px: ` +
       `precision ${match.precision.toFixed(3)}, recall ${match.recall.toFixed(3)}`,
   );

@@ -2,7 +2,7 @@
  * Trains a PeakNet on random crops of labelled frames: the smallest honest training run, used by the
  * demo. Crops are centred near a true spot half of the time so the rare peak class is seen every step.
  */
-import { seededRandom, type SpotFrame } from '../simulate/spots.js';
+import { type SpotFrame, seededRandom } from '../simulate/spots.js';
 import { Trainer } from '../train/trainer.js';
 import { normalise } from './run-demo.js';
 
@@ -71,7 +71,9 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
     const result = await trainer.trainStep({ image, target });
     losses.push(result.loss);
     if (step === 0 || (step + 1) % 10 === 0 || step === options.steps - 1) {
-      options.log(`  step ${String(step + 1).padStart(3)}/${options.steps}  loss ${result.loss.toFixed(5)}  lr ${result.lr.toExponential(2)}`);
+      options.log(
+        `  step ${String(step + 1).padStart(3)}/${options.steps}  loss ${result.loss.toFixed(5)}  lr ${result.lr.toExponential(2)}`,
+      );
     }
   }
   const msPerStep = (performance.now() - start) / options.steps;

@@ -7,7 +7,8 @@ export function solveAssignment(cost: Float64Array, rows: number, cols: number):
   if (rows > cols) {
     // Solve the transpose and invert the answer.
     const transposed = new Float64Array(rows * cols);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) transposed[c * rows + r] = cost[r * cols + c];
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) transposed[c * rows + r] = cost[r * cols + c];
     const colToRow = solveAssignment(transposed, cols, rows);
     const rowToCol = new Int32Array(rows).fill(-1);
     for (let c = 0; c < cols; c++) rowToCol[colToRow[c]] = c;

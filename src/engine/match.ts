@@ -46,7 +46,11 @@ class UnionFind {
 }
 
 /** Pairs (found i, reference j, distance) closer than the radius, via a grid of radius-sized cells. */
-function closePairs(found: PointSet, reference: PointSet, radiusPx: number): { i: number; j: number; d: number }[] {
+function closePairs(
+  found: PointSet,
+  reference: PointSet,
+  radiusPx: number,
+): { i: number; j: number; d: number }[] {
   const cell = Math.max(radiusPx, 1e-9);
   const grid = new Map<string, number[]>();
   for (let j = 0; j < reference.count; j++) {

@@ -31,13 +31,20 @@ export interface Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   readonly executionProvider: ExecutionProvider;
-  run(feeds: Record<string, HostTensor>, outputNames?: readonly string[]): Promise<Record<string, HostTensor>>;
+  run(
+    feeds: Record<string, HostTensor>,
+    outputNames?: readonly string[],
+  ): Promise<Record<string, HostTensor>>;
   /** Ends profiling (if on) and returns the profile file name. */
   endProfiling(): string | undefined;
   release(): Promise<void>;
 }
 
-export function hostTensor(dataType: OnnxDataType, dims: readonly number[], values: TensorValues): HostTensor {
+export function hostTensor(
+  dataType: OnnxDataType,
+  dims: readonly number[],
+  values: TensorValues,
+): HostTensor {
   const expected = dims.reduce((a, b) => a * b, 1);
   if (values.length !== expected) {
     throw new Error(`tensor of dims [${dims.join(', ')}] needs ${expected} values, got ${values.length}`);
@@ -47,7 +54,9 @@ export function hostTensor(dataType: OnnxDataType, dims: readonly number[], valu
 
 function toOrt(tensor: HostTensor): ort.Tensor {
   // onnxruntime calls float64 'float64' and bool 'bool' (bytes); our names match its own.
-  return new ort.Tensor(tensor.dataType as ort.Tensor.Type, tensor.values as ort.Tensor.DataType, [...tensor.dims]);
+  return new ort.Tensor(tensor.dataType as ort.Tensor.Type, tensor.values as ort.Tensor.DataType, [
+    ...tensor.dims,
+  ]);
 }
 
 function fromOrt(tensor: ort.Tensor): HostTensor {
@@ -55,7 +64,10 @@ function fromOrt(tensor: ort.Tensor): HostTensor {
   return { dataType, dims: [...tensor.dims], values: tensor.data as TensorValues };
 }
 
-export async function createSession(model: Uint8Array | string, options: SessionOptions = {}): Promise<Session> {
+export async function createSession(
+  model: Uint8Array | string,
+  options: SessionOptions = {},
+): Promise<Session> {
   const executionProvider = options.executionProvider ?? 'cpu';
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: [executionProvider],
@@ -87,7 +99,9 @@ export async function createSession(model: Uint8Array | string, options: Session
     async run(feeds, outputNames) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrt(tensor);
-      const results = outputNames ? await session.run(ortFeeds, [...outputNames]) : await session.run(ortFeeds);
+      const results = outputNames
+        ? await session.run(ortFeeds, [...outputNames])
+        : await session.run(ortFeeds);
       const out: Record<string, HostTensor> = {};
       for (const [name, tensor] of Object.entries(results)) out[name] = fromOrt(tensor);
       return out;

@@ -16,7 +16,9 @@ export class UserError extends Error {
 
   /** The one line a person reads: `FILE: line 12: what is wrong`. */
   toLine(): string {
-    return [this.file, this.where, this.message].filter((part) => part !== undefined && part !== '').join(': ');
+    return [this.file, this.where, this.message]
+      .filter((part) => part !== undefined && part !== '')
+      .join(': ');
   }
 }
 

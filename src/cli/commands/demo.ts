@@ -6,7 +6,8 @@ import { printJson } from '../output.js';
 
 function positiveInt(name: string, text: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0) throw new UserError(`${name} must be a positive integer, got '${text}'`);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new UserError(`${name} must be a positive integer, got '${text}'`);
   return value;
 }
 
@@ -22,7 +23,8 @@ export function register(program: Command): void {
     .option('--crop <px>', 'training crop size, a multiple of 32', '256')
     .option('--batch <n>', 'training batch', '2')
     .option('--json', 'print the report as JSON')
-    .action(async (options: {
+    .action(
+      async (options: {
         out: string;
         frames: string;
         seed: string;
@@ -32,18 +34,21 @@ export function register(program: Command): void {
         batch: string;
         json?: boolean;
       }) => {
-      const { runDemo } = await import('../../demo/run-demo.js');
-      const log = options.json ? (line: string) => process.stderr.write(`${line}\n`) : (line: string) => console.log(line);
-      const report = await runDemo({
-        outDir: options.out,
-        frames: Math.max(2, positiveInt('--frames', options.frames)),
-        seed: positiveInt('--seed', options.seed),
-        model: options.model,
-        trainSteps: positiveInt('--steps', options.steps),
-        cropPx: Number(options.crop),
-        batch: Number(options.batch),
-        log,
-      });
-      if (options.json) printJson(report);
-    });
+        const { runDemo } = await import('../../demo/run-demo.js');
+        const log = options.json
+          ? (line: string) => process.stderr.write(`${line}\n`)
+          : (line: string) => console.log(line);
+        const report = await runDemo({
+          outDir: options.out,
+          frames: Math.max(2, positiveInt('--frames', options.frames)),
+          seed: positiveInt('--seed', options.seed),
+          model: options.model,
+          trainSteps: positiveInt('--steps', options.steps),
+          cropPx: Number(options.crop),
+          batch: Number(options.batch),
+          log,
+        });
+        if (options.json) printJson(report);
+      },
+    );
 }

@@ -98,7 +98,9 @@ function nodeMessage(node: OnnxNode, index: number): Record<string, unknown> {
     name: node.name ?? `${node.opType}_${index}`,
     opType: node.opType,
     domain: node.domain ?? '',
-    attribute: Object.entries(node.attributes ?? {}).map(([name, attribute]) => attributeMessage(name, attribute)),
+    attribute: Object.entries(node.attributes ?? {}).map(([name, attribute]) =>
+      attributeMessage(name, attribute),
+    ),
   };
 }
 
@@ -117,7 +119,8 @@ function valueInfoMessage(info: OnnxValueInfo): Record<string, unknown> {
 function modelMessage(spec: OnnxModelSpec, externals: Map<string, ExternalLocation>): protobuf.Message {
   if (spec.opset < 17) throw new Error(`opset ${spec.opset} is too old: braggflow emits opset 17 or later`);
   const opsetImport = [{ domain: '', version: spec.opset }];
-  for (const [domain, version] of Object.entries(spec.extraOpsets ?? {})) opsetImport.push({ domain, version });
+  for (const [domain, version] of Object.entries(spec.extraOpsets ?? {}))
+    opsetImport.push({ domain, version });
   const message = {
     irVersion: irVersionFor(spec.opset),
     opsetImport,
@@ -171,7 +174,8 @@ export function writeModel(
   options: { externalData?: 'auto' | 'always' | 'never' } = {},
 ): WrittenModel {
   const mode = options.externalData ?? 'auto';
-  const useExternal = mode === 'always' || (mode === 'auto' && initializerBytes(spec) > EXTERNAL_DATA_THRESHOLD_BYTES);
+  const useExternal =
+    mode === 'always' || (mode === 'auto' && initializerBytes(spec) > EXTERNAL_DATA_THRESHOLD_BYTES);
   const externals = new Map<string, ExternalLocation>();
   let externalDataPath: string | undefined;
   let offsetBytes = 0;
@@ -194,7 +198,12 @@ export function writeModel(
   }
   const encoded = ModelProto.encode(modelMessage(spec, externals)).finish();
   writeFileSync(path, encoded);
-  return { modelPath: path, modelBytes: encoded.byteLength, externalDataPath, externalDataBytes: offsetBytes };
+  return {
+    modelPath: path,
+    modelBytes: encoded.byteLength,
+    externalDataPath,
+    externalDataBytes: offsetBytes,
+  };
 }
 
 /** writeSync may write less than asked for big buffers; loop until done. */
@@ -246,7 +255,8 @@ interface DecodedTensor {
 function tensorFromMessage(message: DecodedTensor, baseDir: string | undefined, source: string): OnnxTensor {
   const dataType = codeToDataType.get(message.dataType ?? 0);
   const name = message.name ?? '';
-  if (!dataType) throw new UserError(`tensor '${name}' has unsupported data type ${message.dataType}`, source);
+  if (!dataType)
+    throw new UserError(`tensor '${name}' has unsupported data type ${message.dataType}`, source);
   const dims = (message.dims ?? []).map(Number);
   let values: TensorValues;
   if (message.dataLocation === 1) {
@@ -279,7 +289,8 @@ function tensorFromMessage(message: DecodedTensor, baseDir: string | undefined, 
   } else if (message.int64Data?.length) {
     values = BigInt64Array.from(message.int64Data.map((v) => BigInt(v)));
   } else if (message.int32Data?.length) {
-    values = dataType === 'int32' ? Int32Array.from(message.int32Data) : typedArrayFor(dataType, new Uint8Array(0));
+    values =
+      dataType === 'int32' ? Int32Array.from(message.int32Data) : typedArrayFor(dataType, new Uint8Array(0));
   } else {
     values = typedArrayFor(dataType, new Uint8Array(0));
   }
@@ -353,13 +364,16 @@ export function decodeModel(bytes: Uint8Array, modelPath?: string): OnnxModelSpe
   const valueInfo = (info: DecodedValueInfo): OnnxValueInfo => ({
     name: info.name,
     dataType: codeToDataType.get(info.type?.tensorType?.elemType ?? 1) ?? 'float32',
-    dims: (info.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue ?? 0))),
+    dims: (info.type?.tensorType?.shape?.dim ?? []).map((d) =>
+      d.dimParam ? d.dimParam : Number(d.dimValue ?? 0),
+    ),
   });
   const opsets = (decoded.opsetImport ?? []) as { domain?: string; version: number }[];
   const extraOpsets: Record<string, number> = {};
   for (const o of opsets) if (o.domain) extraOpsets[o.domain] = Number(o.version);
   const metadata: Record<string, string> = {};
-  for (const entry of (decoded.metadataProps ?? []) as { key: string; value: string }[]) metadata[entry.key] = entry.value;
+  for (const entry of (decoded.metadataProps ?? []) as { key: string; value: string }[])
+    metadata[entry.key] = entry.value;
   return {
     graphName: graph.name ?? '',
     opset: Number(opsets.find((o) => !o.domain)?.version ?? 0),
@@ -369,7 +383,8 @@ export function decodeModel(bytes: Uint8Array, modelPath?: string): OnnxModelSpe
     metadata,
     nodes: (graph.node ?? []).map((node) => {
       const attributes: Record<string, OnnxAttribute> = {};
-      for (const attribute of node.attribute ?? []) attributes[attribute.name] = attributeFromMessage(attribute, source);
+      for (const attribute of node.attribute ?? [])
+        attributes[attribute.name] = attributeFromMessage(attribute, source);
       return {
         opType: node.opType,
         inputs: node.input ?? [],

@@ -5,7 +5,14 @@
 
 export type OnnxDataType = 'float32' | 'float16' | 'int64' | 'int32' | 'uint8' | 'int8' | 'bool' | 'float64';
 
-export type TensorValues = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Uint16Array;
+export type TensorValues =
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | Int32Array
+  | Uint8Array
+  | Int8Array
+  | Uint16Array;
 
 /** An initializer or an attribute tensor: row-major values with their dims. */
 export interface OnnxTensor {
