@@ -1,0 +1,358 @@
+/**
+ * The training loop's engine: one ONNX training graph (forward + our autodiff's backward, params fed
+ * as inputs, outputs loss and one gradient per param) run by one onnxruntime session, with the
+ * weights and the AdamW moments held here as Float32Arrays and updated in place.
+ *
+ * A step: feed the batch and the current weights -> run -> clip the gradients' global norm -> AdamW
+ * with the scheduled learning rate. Checkpoints (src/nn/checkpoint.ts) hold weights, moments, the step
+ * and both configs, so `Trainer.resume` continues with exactly the step the saved run would have taken.
+ *
+ * The inference path bakes the same weights into a graph of any batch and image size as initialisers
+ * (`inferenceModel`, `loadPeakNetCheckpoint`): weights do not depend on the input size.
+ */
+
+import { buildTrainingGraph } from '../nn/autodiff.js';
+import { loadCheckpointInto, readCheckpointInfo, saveCheckpoint } from '../nn/checkpoint.js';
+import type { DType } from '../nn/graph.js';
+import { type FocalOptions, focalLoss } from '../nn/losses.js';
+import type { PeakNetConfig } from '../nn/models/config.js';
+import { buildPeakNet, type PeakNetModel, resolveConfig } from '../nn/models/registry.js';
+import { encodeModel } from '../nn/onnx/emit.js';
+import {
+  AdamW,
+  type AdamWConfig,
+  clipFactor,
+  DEFAULT_ADAMW,
+  globalNorm,
+  type LrSchedule,
+  lrAt,
+} from '../nn/optim.js';
+import { createSession, type ExecutionProvider, type HostTensor, type Session } from '../nn/runtime.js';
+import { UserError } from '../util/errors.js';
+
+/** Everything that fixes a training run besides the data; stored in checkpoints as JSON. */
+export interface TrainingConfig {
+  batch: number;
+  heightPx: number;
+  widthPx: number;
+  schedule: LrSchedule;
+  adamw: AdamWConfig;
+  /** Global-norm clipping threshold; 0 or Infinity: no clipping (the norm is still reported). */
+  maxGradNorm: number;
+  /**
+   * Weight decay on every param; default false: only conv/linear weights (`*.weight` of rank > 1) decay,
+   * not biases, norm scales, GRN gamma/beta or BiFPN fusion weights (as timm's ConvNeXt recipes).
+   */
+  decayAllParams: boolean;
+  focal: Required<FocalOptions>;
+  /** Seeds the initial weights (with each param's name). */
+  seed: number;
+}
+
+export const DEFAULT_TRAINING: Readonly<TrainingConfig> = {
+  batch: 4,
+  heightPx: 256,
+  widthPx: 256,
+  schedule: { peakLr: 3e-4, warmupSteps: 100, totalSteps: 10_000, minLr: 3e-6 },
+  adamw: { ...DEFAULT_ADAMW },
+  maxGradNorm: 1,
+  decayAllParams: false,
+  focal: { alpha: [0.25, 0.75], gamma: 2 },
+  seed: 0,
+};
+
+export interface RuntimeOptions {
+  executionProvider?: ExecutionProvider;
+  intraOpThreads?: number;
+  /** Write an onnxruntime profile with this prefix (see Session.endProfiling). */
+  profilePrefix?: string;
+}
+
+export interface TrainerOptions extends RuntimeOptions {
+  model: string | PeakNetConfig;
+  training?: Partial<TrainingConfig>;
+}
+
+/** One batch: images [B, 1, H, W] float32 and per-pixel labels [B, H, W] (0 background, 1 peak). */
+export interface Batch {
+  image: Float32Array;
+  target: Uint8Array;
+}
+
+export interface StepResult {
+  /** Updates done after this step. */
+  step: number;
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  lr: number;
+  /** True when the gradient norm was not finite and the update was skipped. */
+  skipped: boolean;
+  /** Wall time of the onnxruntime run (forward + backward) and of clipping + AdamW, ms. */
+  runMs: number;
+  updateMs: number;
+}
+
+interface TrainableParam {
+  name: string;
+  shape: readonly number[];
+  values: Float32Array;
+  feed: HostTensor;
+}
+
+const TARGET_DTYPE: DType = 'uint8';
+
+export class Trainer {
+  private constructor(
+    readonly config: PeakNetConfig,
+    readonly training: TrainingConfig,
+    readonly model: PeakNetModel,
+    private readonly session: Session,
+    private readonly params: readonly TrainableParam[],
+    /** `grad/<name>` outputs, parallel to `params`. */
+    private readonly gradNames: readonly string[],
+    readonly optimizer: AdamW,
+    private readonly runtime: RuntimeOptions,
+  ) {}
+
+  /** Builds the training graph and its session once; weights start from the seeded initialisers. */
+  static async create(options: TrainerOptions): Promise<Trainer> {
+    const config = resolveConfig(options.model);
+    const training = mergeTraining(options.training);
+    const model = buildPeakNet(config, {
+      batch: training.batch,
+      heightPx: training.heightPx,
+      widthPx: training.widthPx,
+      paramsAs: 'inputs',
+      seed: training.seed,
+    });
+    const { graph, logits } = model;
+    const target = graph.input('target', [training.batch, training.heightPx, training.widthPx], TARGET_DTYPE);
+    const loss = focalLoss(logits, target, training.focal);
+    const train = buildTrainingGraph(graph, { loss });
+    const params = train.wrtNames.map((name): TrainableParam => {
+      const param = graph.getParam(name);
+      const values = param.data;
+      return { name, shape: param.shape, values, feed: { dataType: 'float32', dims: param.shape, values } };
+    });
+    const fed = new Set(['image', 'target', ...train.wrtNames]);
+    const unfed = train.spec.inputs.map((i) => i.name).filter((name) => !fed.has(name));
+    if (unfed.length > 0)
+      throw new Error(`training graph wants inputs the trainer does not feed: ${unfed.join(', ')}`);
+    const session = await createSession(encodeModel(train.spec), {
+      executionProvider: options.executionProvider,
+      intraOpThreads: options.intraOpThreads,
+      profilePrefix: options.profilePrefix,
+    });
+    const optimizer = new AdamW(
+      params.map((p) => ({ values: p.values, decay: training.decayAllParams || decaysByDefault(p) })),
+      training.adamw,
+    );
+    return new Trainer(config, training, model, session, params, train.gradNames, optimizer, options);
+  }
+
+  /**
+   * Rebuilds a trainer from a checkpoint: model and training config from its metadata (training fields
+   * may be overridden, e.g. a longer schedule), weights and AdamW moments from its tensors.
+   */
+  static async resume(
+    path: string,
+    options: RuntimeOptions & { training?: Partial<TrainingConfig> } = {},
+  ): Promise<Trainer> {
+    const info = readCheckpointInfo(path);
+    if (!info.hasOptimizer)
+      throw new UserError('has no optimizer state to resume from', path, '__metadata__.has_optimizer');
+    const saved = (info.trainingConfig ?? {}) as Partial<TrainingConfig>;
+    let config: PeakNetConfig;
+    try {
+      config = resolveConfig(info.modelConfig as PeakNetConfig);
+    } catch (error) {
+      throw new UserError(
+        `model_config is not a PeakNet config: ${(error as Error).message}`,
+        path,
+        '__metadata__.model_config',
+      );
+    }
+    const trainer = await Trainer.create({
+      ...options,
+      model: config,
+      training: { ...saved, ...options.training },
+    });
+    try {
+      trainer.loadWeights(path, true);
+    } catch (error) {
+      await trainer.release();
+      throw error;
+    }
+    return trainer;
+  }
+
+  /** Updates done so far. */
+  get step(): number {
+    return this.optimizer.step;
+  }
+
+  /** The learning rate the next step will use. */
+  get nextLr(): number {
+    return lrAt(this.optimizer.step, this.training.schedule);
+  }
+
+  /** Parameter names, shapes and the live weight arrays (updated in place by each step). */
+  get weights(): readonly { name: string; shape: readonly number[]; values: Float32Array }[] {
+    return this.params;
+  }
+
+  /** Runs forward + backward on a batch and applies one AdamW update. */
+  async trainStep(batch: Batch): Promise<StepResult> {
+    const { batch: b, heightPx: h, widthPx: w } = this.training;
+    if (batch.image.length !== b * h * w) {
+      throw new Error(`trainStep: image has ${batch.image.length} values, expected ${b}x1x${h}x${w}`);
+    }
+    if (batch.target.length !== b * h * w) {
+      throw new Error(`trainStep: target has ${batch.target.length} values, expected ${b}x${h}x${w}`);
+    }
+    const feeds: Record<string, HostTensor> = {
+      image: { dataType: 'float32', dims: [b, 1, h, w], values: batch.image },
+      target: { dataType: TARGET_DTYPE, dims: [b, h, w], values: batch.target },
+    };
+    for (const p of this.params) feeds[p.name] = p.feed;
+    const started = performance.now();
+    const out = await this.session.run(feeds);
+    const ran = performance.now();
+    const loss = (out.loss.values as Float32Array)[0];
+    const grads = this.gradNames.map((name) => out[name].values as Float32Array);
+    // Clipping is folded into the AdamW pass (gradScale): one read of the gradients for the norm, one
+    // for the update.
+    const gradNorm = globalNorm(grads);
+    const lr = lrAt(this.optimizer.step, this.training.schedule);
+    const runMs = ran - started;
+    if (!Number.isFinite(gradNorm)) {
+      return {
+        step: this.optimizer.step,
+        loss,
+        gradNorm,
+        lr,
+        skipped: true,
+        runMs,
+        updateMs: performance.now() - ran,
+      };
+    }
+    this.optimizer.update(grads, lr, clipFactor(gradNorm, this.training.maxGradNorm));
+    const updateMs = performance.now() - ran;
+    return { step: this.optimizer.step, loss, gradNorm, lr, skipped: false, runMs, updateMs };
+  }
+
+  /** Writes weights, AdamW moments, step and configs. */
+  save(path: string): void {
+    saveCheckpoint(path, {
+      params: this.params,
+      optimizer: { m: this.optimizer.m, v: this.optimizer.v },
+      step: this.optimizer.step,
+      modelName: this.config.name,
+      modelConfig: this.config,
+      trainingConfig: this.training,
+    });
+  }
+
+  /** Loads weights (and, when `withOptimizer`, moments and step) from a checkpoint in place. */
+  loadWeights(path: string, withOptimizer = false): void {
+    const info = loadCheckpointInto(
+      path,
+      this.params,
+      withOptimizer ? { m: this.optimizer.m, v: this.optimizer.v } : undefined,
+    );
+    if (withOptimizer) this.optimizer.step = info.step;
+  }
+
+  /**
+   * The same network for inference at any batch/size, with the current weights baked in as
+   * initialisers (shared arrays: build it, lower it, then keep training if you like).
+   */
+  inferenceModel(size: { batch?: number; heightPx?: number; widthPx?: number } = {}): PeakNetModel {
+    const model = buildPeakNet(this.config, { ...size, paramsAs: 'initializers' });
+    for (const p of this.params) model.graph.getParam(p.name).set(p.values);
+    return model;
+  }
+
+  /** An inference session (image -> logits) with the current weights. */
+  async inferenceSession(
+    size: { batch?: number; heightPx?: number; widthPx?: number } = {},
+    runtime: RuntimeOptions = this.runtime,
+  ): Promise<Session> {
+    const model = this.inferenceModel(size);
+    return createSession(encodeModel(model.toOnnx({ step: String(this.step) })), runtime);
+  }
+
+  /** Ends onnxruntime profiling (if it was on) and returns the profile file's name. */
+  endProfiling(): string | undefined {
+    return this.session.endProfiling();
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function decaysByDefault(param: { name: string; shape: readonly number[] }): boolean {
+  return param.name.endsWith('.weight') && param.shape.length > 1;
+}
+
+function mergeTraining(partial: Partial<TrainingConfig> = {}): TrainingConfig {
+  const training: TrainingConfig = {
+    ...DEFAULT_TRAINING,
+    ...partial,
+    schedule: { ...DEFAULT_TRAINING.schedule, ...partial.schedule },
+    adamw: { ...DEFAULT_TRAINING.adamw, ...partial.adamw },
+    focal: { ...DEFAULT_TRAINING.focal, ...partial.focal },
+  };
+  for (const [label, value] of [
+    ['batch', training.batch],
+    ['warmupSteps', training.schedule.warmupSteps],
+    ['totalSteps', training.schedule.totalSteps],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 0 || (label === 'batch' && value < 1)) {
+      throw new UserError(
+        `must be a ${label === 'batch' ? 'positive' : 'non-negative'} integer, got ${value}`,
+        undefined,
+        label,
+      );
+    }
+  }
+  for (const [label, value] of [
+    ['peakLr', training.schedule.peakLr],
+    ['minLr', training.schedule.minLr],
+    ['maxGradNorm', training.maxGradNorm],
+    ['weightDecay', training.adamw.weightDecay],
+  ] as const) {
+    if (!(value >= 0)) throw new UserError(`must be a non-negative number, got ${value}`, undefined, label);
+  }
+  return training;
+}
+
+/**
+ * Loads a checkpoint's weights into a PeakNet built for the given batch and image size (any size: the
+ * weights do not depend on it), ready for `toOnnx()` with the weights as initialisers.
+ */
+export function loadPeakNetCheckpoint(
+  path: string,
+  size: { batch?: number; heightPx?: number; widthPx?: number } = {},
+): PeakNetModel {
+  const info = readCheckpointInfo(path);
+  let config: PeakNetConfig;
+  try {
+    config = resolveConfig(info.modelConfig as PeakNetConfig);
+  } catch (error) {
+    throw new UserError(
+      `model_config is not a PeakNet config: ${(error as Error).message}`,
+      path,
+      '__metadata__.model_config',
+    );
+  }
+  const model = buildPeakNet(config, { ...size, paramsAs: 'initializers' });
+  const params = model.graph
+    .params()
+    .map((p) => ({ name: p.name, shape: p.shape, values: new Float32Array(p.size) }));
+  loadCheckpointInto(path, params);
+  for (const p of params) model.graph.getParam(p.name).set(p.values);
+  return model;
+}
