@@ -132,7 +132,6 @@ async function table(title: string, cases: Case[]): Promise<void> {
   console.log('');
 }
 
-console.log('<!-- bench: nn-lowering -->');
 console.log('## Conv-gradient lowering (onnxruntime CPU)\n');
 console.log(
   `x[${N},${C},${HW},${HW}] float32; loss mean(y^2); a training step computes the loss and the gradients of ` +
