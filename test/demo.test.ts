@@ -35,7 +35,7 @@ test('braggflow demo runs end to end on the embedded detector and reports what i
   assert.ok(report.inference.precision >= 0 && report.inference.precision <= 1);
   assert.ok(existsSync(join(out, 'run.cxi')) && existsSync(join(out, 'peaks.cxi')));
   // Progress lines go to stderr with --json, so stdout stays machine-readable.
-  assert.match(result.stderr, /step +1\/3/);
+  assert.match(result.stderr, /train 1\/3 loss/);
 });
 
 test('braggflow demo rejects a bad option with one line', () => {

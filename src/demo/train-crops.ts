@@ -1,7 +1,8 @@
 /**
  * Trains a PeakNet on random crops of labelled frames: the smallest honest training run, used by the
- * demo. Crops are centred near a true spot half of the time so the rare peak class is seen every step.
+ * demo. Crops are centred near a true spot 70% of the time so the rare peak class is seen every step.
  */
+import { createProgress } from '../cli/progress.js';
 import { type SpotFrame, seededRandom } from '../simulate/spots.js';
 import { Trainer } from '../train/trainer.js';
 import { normalise } from './run-demo.js';
@@ -44,6 +45,7 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
   const image = new Float32Array(batch * cropPx * cropPx);
   const target = new Uint8Array(batch * cropPx * cropPx);
   const losses: number[] = [];
+  const progress = createProgress('train', options.steps, options.log);
   const start = performance.now();
   for (let step = 0; step < options.steps; step++) {
     for (let b = 0; b < batch; b++) {
@@ -70,12 +72,9 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
     }
     const result = await trainer.trainStep({ image, target });
     losses.push(result.loss);
-    if (step === 0 || (step + 1) % 10 === 0 || step === options.steps - 1) {
-      options.log(
-        `  step ${String(step + 1).padStart(3)}/${options.steps}  loss ${result.loss.toFixed(5)}  lr ${result.lr.toExponential(2)}`,
-      );
-    }
+    progress.update(step + 1, `loss ${result.loss.toFixed(5)}  lr ${result.lr.toExponential(2)}`);
   }
+  progress.stop();
   const msPerStep = (performance.now() - start) / options.steps;
   const weights = new Map(trainer.weights.map((w) => [w.name, Float32Array.from(w.values)]));
   const params = trainer.model.graph.paramCount();
