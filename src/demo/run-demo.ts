@@ -14,9 +14,7 @@ import { matchPeaks } from '../engine/match.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
 import { openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
-import { buildPeakNet } from '../nn/models/registry.js';
-import { encodeModel } from '../nn/onnx/emit.js';
-import { createSession, hostTensor } from '../nn/runtime.js';
+import { hostTensor } from '../nn/runtime.js';
 import { segmentPeaks } from '../peaks/segment.js';
 import { defaultSpotFrameOptions, generateSpotFrame, seededRandom } from '../simulate/spots.js';
 import { trainOnCrops } from './train-crops.js';
@@ -122,6 +120,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     model: options.model,
     frames: frames.slice(0, -1),
     slabShape,
+    inferenceShape: slabShape,
     cropPx: options.cropPx,
     batch: options.batch,
     steps: options.trainSteps,
@@ -136,14 +135,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   // 4. Inference on the held-out frame, whole slab (panels stacked along ss), then peaks from the mask.
   const heldOut = frames.length - 1;
   const [ssSize, fsSize] = slabShape;
-  const model = buildPeakNet(options.model, {
-    batch: 1,
-    heightPx: ssSize,
-    widthPx: fsSize,
-    paramsAs: 'initializers',
-  });
-  for (const [name, values] of training.weights) model.graph.getParam(name).set(values);
-  const session = await createSession(encodeModel(model.toOnnx()));
+  const session = training.inferenceSession;
   const image = normalise(frames[heldOut].image);
   const feeds = { [session.inputNames[0]]: hostTensor('float32', [1, 1, ssSize, fsSize], image) };
   let out = await session.run(feeds); // warm-up: the first run plans memory

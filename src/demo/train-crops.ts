@@ -3,11 +3,14 @@
  * demo. Crops are centred near a true spot 70% of the time so the rare peak class is seen every step.
  */
 import { createProgress } from '../cli/progress.js';
+import type { Session } from '../nn/runtime.js';
 import { type SpotFrame, seededRandom } from '../simulate/spots.js';
 import { Trainer } from '../train/trainer.js';
 import { normalise } from './run-demo.js';
 
 export interface CropTrainingOptions {
+  /** [ss, fs] the trained model will serve; multiples of 32. */
+  inferenceShape: [number, number];
   model: string;
   frames: readonly SpotFrame[];
   slabShape: [number, number];
@@ -23,7 +26,8 @@ export interface CropTrainingResult {
   firstLoss: number;
   lastLoss: number;
   msPerStep: number;
-  weights: Map<string, Float32Array>;
+  /** Serves the trained weights for frames of this size (the caller releases it). */
+  inferenceSession: Session;
 }
 
 export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTrainingResult> {
@@ -76,8 +80,9 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
   }
   progress.stop();
   const msPerStep = (performance.now() - start) / options.steps;
-  const weights = new Map(trainer.weights.map((w) => [w.name, Float32Array.from(w.values)]));
   const params = trainer.model.graph.paramCount();
+  const [heightPx, widthPx] = options.inferenceShape;
+  const inferenceSession = await trainer.inferenceSession({ batch: 1, heightPx, widthPx });
   await trainer.release();
   // Average the first and last few steps: single-batch losses are noisy.
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -87,6 +92,6 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
     firstLoss: mean(losses.slice(0, window)),
     lastLoss: mean(losses.slice(-window)),
     msPerStep,
-    weights,
+    inferenceSession,
   };
 }
