@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defaultGeometry } from '../src/detector/default-geometry.js';
 import { pixelMapsFor } from '../src/detector/index.js';
-import { defaultSpotFrameOptions, generateSpotFrame, seededRandom } from '../src/simulate/spots.js';
+import { defaultSpotFrameOptions, generateSpotFrame } from '../src/simulate/spots.js';
+import { seededRandom } from '../src/util/random.js';
 
 test('the embedded default geometry parses into four 512x512 modules stacked along ss', () => {
   const geometry = defaultGeometry();

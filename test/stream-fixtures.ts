@@ -1,17 +1,6 @@
 /** Streams built in code for the stream tests and bench: deterministic, any size. */
 import type { PeakTable, ReflectionTable, StreamChunk, StreamHeader } from '../src/io/stream/types.js';
-
-/** A small deterministic generator (mulberry32), so fixtures are the same on every run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../src/util/random.js';
 
 /** Rounded as the stream prints it, so a value written and read back is the same double. */
 const round = (value: number, decimals: number) => Number(value.toFixed(decimals));

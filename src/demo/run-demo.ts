@@ -16,7 +16,8 @@ import { openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { hostTensor } from '../nn/runtime.js';
 import { segmentPeaks } from '../peaks/segment.js';
-import { defaultSpotFrameOptions, generateSpotFrame, seededRandom } from '../simulate/spots.js';
+import { defaultSpotFrameOptions, generateSpotFrame } from '../simulate/spots.js';
+import { seededRandom } from '../util/random.js';
 import { trainOnCrops } from './train-crops.js';
 
 export interface DemoOptions {

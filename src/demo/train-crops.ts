@@ -4,8 +4,9 @@
  */
 import { createProgress } from '../cli/progress.js';
 import type { Session } from '../nn/runtime.js';
-import { type SpotFrame, seededRandom } from '../simulate/spots.js';
+import type { SpotFrame } from '../simulate/spots.js';
 import { Trainer } from '../train/trainer.js';
+import { seededRandom } from '../util/random.js';
 import { normalise } from './run-demo.js';
 
 export interface CropTrainingOptions {

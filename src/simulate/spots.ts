@@ -43,18 +43,6 @@ export interface SpotFrame {
   truth: PeakList;
 }
 
-/** Mulberry32: a tiny seeded PRNG, so a seed gives the same frames on every machine. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Poisson sample: Knuth's method for small means, a rounded normal approximation above 30. */
 function poisson(mean: number, random: () => number): number {
   if (mean <= 0) return 0;

@@ -163,16 +163,7 @@ export class Trainer {
     if (!info.hasOptimizer)
       throw new UserError('has no optimizer state to resume from', path, '__metadata__.has_optimizer');
     const saved = (info.trainingConfig ?? {}) as Partial<TrainingConfig>;
-    let config: PeakNetConfig;
-    try {
-      config = resolveConfig(info.modelConfig as PeakNetConfig);
-    } catch (error) {
-      throw new UserError(
-        `model_config is not a PeakNet config: ${(error as Error).message}`,
-        path,
-        '__metadata__.model_config',
-      );
-    }
+    const config = checkpointModelConfig(path, info.modelConfig);
     const trainer = await Trainer.create({
       ...options,
       model: config,
@@ -329,6 +320,19 @@ function mergeTraining(partial: Partial<TrainingConfig> = {}): TrainingConfig {
   return training;
 }
 
+/** The PeakNet config stored in a checkpoint's metadata, or a UserError naming the field. */
+function checkpointModelConfig(path: string, modelConfig: unknown): PeakNetConfig {
+  try {
+    return resolveConfig(modelConfig as PeakNetConfig);
+  } catch (error) {
+    throw new UserError(
+      `model_config is not a PeakNet config: ${(error as Error).message}`,
+      path,
+      '__metadata__.model_config',
+    );
+  }
+}
+
 /**
  * Loads a checkpoint's weights into a PeakNet built for the given batch and image size (any size: the
  * weights do not depend on it), ready for `toOnnx()` with the weights as initialisers.
@@ -338,16 +342,7 @@ export function loadPeakNetCheckpoint(
   size: { batch?: number; heightPx?: number; widthPx?: number } = {},
 ): PeakNetModel {
   const info = readCheckpointInfo(path);
-  let config: PeakNetConfig;
-  try {
-    config = resolveConfig(info.modelConfig as PeakNetConfig);
-  } catch (error) {
-    throw new UserError(
-      `model_config is not a PeakNet config: ${(error as Error).message}`,
-      path,
-      '__metadata__.model_config',
-    );
-  }
+  const config = checkpointModelConfig(path, info.modelConfig);
   const model = buildPeakNet(config, { ...size, paramsAs: 'initializers' });
   const params = model.graph
     .params()

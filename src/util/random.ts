@@ -1,0 +1,14 @@
+/**
+ * Mulberry32: a tiny seeded PRNG for data (frames, fixtures, crops), so a seed gives the same numbers
+ * on every machine. Model weights use `Rng` in src/nn/init.ts, which derives one stream per param name.
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
