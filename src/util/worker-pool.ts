@@ -1,0 +1,186 @@
+/**
+ * A small fixed-size pool of worker threads for CPU-bound, per-frame work (simulating frames, finding
+ * peaks, evaluating parameter sets). Each worker takes one task at a time; tasks queue in order and each
+ * `run` resolves with its own result, so callers that await results in submission order get output in
+ * input order whatever the pool size.
+ *
+ * The worker module calls `serveWorkerTasks(handler)`. A UserError thrown in a worker comes back as a
+ * UserError (file, field and message kept), so the CLI still prints one line; anything else comes back
+ * as an Error carrying the worker's stack.
+ *
+ * `workerScriptUrl` picks the sibling module with the caller's own extension (.ts in the source tree
+ * under tsx, .js in dist/). Node 20 does not carry tsx's loader hooks into worker threads (an inherited
+ * `--import tsx` still fails with "Unknown file extension .ts"), so a `.ts` worker starts from a tiny
+ * bootstrap that registers tsx in the worker first.
+ */
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, parentPort, type TransferListItem, Worker, workerData } from 'node:worker_threads';
+import { UserError } from './errors.js';
+
+/** What may be moved (not copied) between threads: ArrayBuffers, MessagePorts. */
+export type Transferable = TransferListItem;
+
+export interface WorkerPool<TTask, TResult> {
+  readonly size: number;
+  /** Queues a task; `transfer` lists buffers moved (not copied) to the worker. */
+  run(task: TTask, transfer?: Transferable[]): Promise<TResult>;
+  /** Terminates every worker; tasks still queued are rejected. */
+  close(): Promise<void>;
+}
+
+/** The module `baseName` beside the calling module, with the caller's extension (.ts or .js). */
+export function workerScriptUrl(importMetaUrl: string, baseName: string): URL {
+  const ext = extname(fileURLToPath(importMetaUrl));
+  return new URL(`./${baseName}${ext}`, importMetaUrl);
+}
+
+interface TaskMessage {
+  id: number;
+  task: unknown;
+}
+
+interface SerializedError {
+  name: string;
+  message: string;
+  stack?: string;
+  file?: string;
+  where?: string;
+}
+
+type ResultMessage =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: SerializedError };
+
+interface Pending {
+  id: number;
+  task: unknown;
+  transfer: Transferable[];
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  busy: Pending | null;
+}
+
+function serializeError(error: unknown): SerializedError {
+  if (error instanceof UserError)
+    return { name: 'UserError', message: error.message, file: error.file, where: error.where };
+  if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
+  return { name: 'Error', message: String(error) };
+}
+
+function deserializeError(error: SerializedError): Error {
+  if (error.name === 'UserError') return new UserError(error.message, error.file, error.where);
+  const result = new Error(`worker: ${error.message}`);
+  result.name = error.name;
+  if (error.stack !== undefined) result.stack = `${result.name}: worker: ${error.message}\n${error.stack}`;
+  return result;
+}
+
+function spawnWorker(scriptUrl: URL, data: unknown): Worker {
+  if (!scriptUrl.pathname.endsWith('.ts')) return new Worker(scriptUrl, { workerData: data });
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(scriptUrl.href)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData: data });
+}
+
+/** Starts `size` workers running `scriptUrl`, each given `data` as its workerData. */
+export function createWorkerPool<TTask, TResult>(
+  scriptUrl: URL,
+  size: number,
+  data?: unknown,
+): WorkerPool<TTask, TResult> {
+  if (!Number.isInteger(size) || size < 1)
+    throw new UserError(`worker count must be a positive integer, got ${size}`);
+  const queue: Pending[] = [];
+  const slots: Slot[] = [];
+  let nextId = 0;
+  let closed = false;
+
+  const dispatch = () => {
+    for (const slot of slots) {
+      if (slot.busy !== null) continue;
+      const pending = queue.shift();
+      if (pending === undefined) return;
+      slot.busy = pending;
+      const message: TaskMessage = { id: pending.id, task: pending.task };
+      slot.worker.postMessage(message, pending.transfer);
+    }
+  };
+
+  const startWorker = (): Slot => {
+    const slot: Slot = { worker: spawnWorker(scriptUrl, data), busy: null };
+    slot.worker.on('message', (message: ResultMessage) => {
+      const pending = slot.busy;
+      if (pending === null || pending.id !== message.id) return;
+      slot.busy = null;
+      if (message.ok) pending.resolve(message.result);
+      else pending.reject(deserializeError(message.error));
+      dispatch();
+    });
+    // A worker that dies (uncaught error, out of memory) fails its task; a fresh worker takes its place
+    // so the rest of the queue still runs.
+    const onDeath = (error: Error) => {
+      const index = slots.indexOf(slot);
+      if (index < 0) return;
+      const pending = slot.busy;
+      slot.busy = null;
+      if (closed) return;
+      slots[index] = startWorker();
+      if (pending !== null) pending.reject(error);
+      dispatch();
+    };
+    slot.worker.on('error', onDeath);
+    slot.worker.on('exit', (code) => {
+      if (!closed) onDeath(new Error(`worker exited with code ${code}`));
+    });
+    return slot;
+  };
+
+  for (let i = 0; i < size; i++) slots.push(startWorker());
+
+  return {
+    size,
+    run(task: TTask, transfer: Transferable[] = []): Promise<TResult> {
+      if (closed) return Promise.reject(new Error('worker pool is closed'));
+      return new Promise<TResult>((resolve, reject) => {
+        queue.push({ id: nextId++, task, transfer, resolve: resolve as (value: unknown) => void, reject });
+        dispatch();
+      });
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      for (const pending of queue.splice(0))
+        pending.reject(new Error('worker pool closed before the task ran'));
+      for (const slot of slots) slot.busy?.reject(new Error('worker pool closed while the task ran'));
+      await Promise.all(slots.map((slot) => slot.worker.terminate()));
+    },
+  };
+}
+
+/**
+ * Called once at the top level of a worker module: answers each task with `handler(task, workerData)`.
+ * `transferOf` names the result's buffers to move back instead of copying (large images, masks).
+ */
+export function serveWorkerTasks<TTask, TResult>(
+  handler: (task: TTask, data: unknown) => TResult | Promise<TResult>,
+  transferOf?: (result: TResult) => Transferable[],
+): void {
+  if (isMainThread || parentPort === null)
+    throw new Error('serveWorkerTasks must run inside a worker thread');
+  const port = parentPort;
+  port.on('message', async (message: TaskMessage) => {
+    try {
+      const result = await handler(message.task as TTask, workerData);
+      const reply: ResultMessage = { id: message.id, ok: true, result };
+      port.postMessage(reply, transferOf?.(result) ?? []);
+    } catch (error) {
+      const reply: ResultMessage = { id: message.id, ok: false, error: serializeError(error) };
+      port.postMessage(reply);
+    }
+  });
+}
