@@ -1,0 +1,211 @@
+import type { Command } from 'commander';
+import { printJson } from '../output.js';
+
+interface PeaksCliOptions {
+  method: string;
+  geom: string;
+  in: string[];
+  out: string;
+  params?: string;
+  dataPath?: string;
+  mask?: string[];
+  frames?: string;
+  workers: string;
+  json?: boolean;
+  // pf8 (indexamajig names)
+  threshold?: string;
+  minSnr?: string;
+  minPixCount?: string;
+  maxPixCount?: string;
+  localBgRadius?: string;
+  minRes?: string;
+  maxRes?: string;
+  maxPeaks?: string;
+  // dispersion (DIALS names)
+  gain?: string;
+  sigmaBackground?: string;
+  sigmaStrong?: string;
+  kernelSize?: string;
+  globalThreshold?: string;
+  minSpotSize?: string;
+  maxSpotSize?: string;
+}
+
+const pf8Flags: [keyof PeaksCliOptions, string][] = [
+  ['threshold', 'threshold'],
+  ['minSnr', 'min-snr'],
+  ['minPixCount', 'min-pix-count'],
+  ['maxPixCount', 'max-pix-count'],
+  ['localBgRadius', 'local-bg-radius'],
+  ['minRes', 'min-res'],
+  ['maxRes', 'max-res'],
+  ['maxPeaks', 'max-peaks'],
+];
+
+const dispersionFlags: [keyof PeaksCliOptions, string][] = [
+  ['gain', 'gain'],
+  ['sigmaBackground', 'sigma-background'],
+  ['sigmaStrong', 'sigma-strong'],
+  ['kernelSize', 'kernel-size'],
+  ['globalThreshold', 'global-threshold'],
+  ['minSpotSize', 'min-spot-size'],
+  ['maxSpotSize', 'max-spot-size'],
+  ['maxPeaks', 'max-peaks'],
+];
+
+/** Flags given on the command line, as a raw params object keyed by the flag names. */
+function flagValues(
+  options: PeaksCliOptions,
+  flags: [keyof PeaksCliOptions, string][],
+): Record<string, string> {
+  const raw: Record<string, string> = {};
+  for (const [key, flag] of flags) {
+    const value = options[key];
+    if (typeof value === 'string') raw[flag] = value;
+  }
+  return raw;
+}
+
+async function run(options: PeaksCliOptions): Promise<void> {
+  const [{ UserError }, paramsFile, pf8, { runPeaks, parseFrameRange }, { createProgress }, { peakColumns }] =
+    await Promise.all([
+      import('../../util/errors.js'),
+      import('../../peaks/params-file.js'),
+      import('../../peaks/pf8-params.js'),
+      import('../../peaks/run-peaks.js'),
+      import('../progress.js'),
+      import('../../peaks/peak-list.js'),
+    ]);
+  const method = options.method;
+  if (method !== 'pf8' && method !== 'dispersion')
+    throw new UserError(`unknown method '${method}' (known: pf8, dispersion)`, undefined, '--method');
+  const fromFile = options.params === undefined ? undefined : paramsFile.readPeakParamsFile(options.params);
+  if (fromFile !== undefined && fromFile.method !== method) {
+    throw new UserError(
+      `holds ${fromFile.method} parameters, but --method is ${method}`,
+      options.params,
+      'field method',
+    );
+  }
+  // Flag errors name the flag, not a field.
+  const asFlag = <T>(parse: () => T): T => {
+    try {
+      return parse();
+    } catch (error) {
+      if (error instanceof UserError && error.file === undefined && error.where?.startsWith('field ')) {
+        throw new UserError(error.message, undefined, `--${error.where.slice('field '.length)}`);
+      }
+      throw error;
+    }
+  };
+  let spec: import('../../peaks/finder.js').PeakFinderSpec;
+  if (method === 'pf8') {
+    const flags = asFlag(() => pf8.parsePf8ParamsPartial(flagValues(options, pf8Flags)));
+    spec = { method, params: pf8.resolvePf8Params((fromFile?.params ?? {}) as object, flags) };
+  } else {
+    const raw: Record<string, unknown> = {};
+    for (const [flag, value] of Object.entries(flagValues(options, dispersionFlags))) {
+      if (flag === 'kernel-size') {
+        const parts = value.split(/[\s,]+/).filter((part) => part !== '');
+        raw[flag] = (parts.length === 1 ? [parts[0], parts[0]] : parts).map(Number);
+      } else raw[flag] = Number(value);
+    }
+    const flags = asFlag(() => paramsFile.parseDispersionParamsPartial(raw));
+    spec = { method, params: paramsFile.resolveDispersionParams((fromFile?.params ?? {}) as object, flags) };
+  }
+  const workers = Number(options.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256)
+    throw new UserError(`must be an integer from 1 to 256, got '${options.workers}'`, undefined, '--workers');
+
+  const frames: { file: string; frame: number; count: number; peaks: Record<string, number>[] }[] = [];
+  let progress: ReturnType<typeof createProgress> | undefined;
+  const summary = await runPeaks({
+    geometryPath: options.geom,
+    inputs: options.in,
+    outPath: options.out,
+    spec,
+    dataPath: options.dataPath,
+    maskFiles: options.mask,
+    frames: options.frames === undefined ? undefined : parseFrameRange(options.frames),
+    workers,
+    onFrame(done, total, result) {
+      progress ??= createProgress('peaks', total, (line) => process.stderr.write(`${line}\n`));
+      progress.update(done, `${result.peaks.count} peaks`);
+      if (options.json) {
+        const peaks: Record<string, number>[] = [];
+        for (let k = 0; k < result.peaks.count; k++) {
+          const peak: Record<string, number> = {};
+          for (const column of peakColumns) peak[column] = result.peaks[column][k];
+          peaks.push(peak);
+        }
+        frames.push({ file: result.file, frame: result.frame, count: result.peaks.count, peaks });
+      }
+    },
+  });
+  progress?.stop();
+  const params =
+    spec.method === 'pf8'
+      ? pf8.pf8ParamsToJson(spec.params)
+      : (spec.params as unknown as Record<string, unknown>);
+  if (options.json) {
+    printJson({
+      method,
+      params,
+      out: options.out,
+      frameCount: summary.frames,
+      peakCount: summary.peaks,
+      peaksDropped: summary.peaksDropped,
+      seconds: summary.seconds,
+      frames,
+    });
+    return;
+  }
+  process.stdout.write(
+    `${summary.frames} frames, ${summary.peaks} peaks (${(summary.peaks / Math.max(1, summary.frames)).toFixed(1)} per frame) -> ${options.out} in ${summary.seconds.toFixed(2)} s\n`,
+  );
+  if (summary.peaksDropped > 0)
+    process.stdout.write(`${summary.peaksDropped} peaks beyond the table width were left out\n`);
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function register(program: Command): void {
+  program
+    .command('peaks')
+    .description(
+      'Find peaks in every frame (peakfinder8 or a DIALS-style dispersion finder); write a CXI peak table',
+    )
+    .option('--method <name>', 'pf8 or dispersion', 'pf8')
+    .requiredOption('--geom <file>', 'CrystFEL geometry')
+    .requiredOption('--in <files...>', 'CXI/HDF5 frame stacks and/or CBF files, read in order')
+    .requiredOption('--out <file.cxi>', 'CXI file to write (peak table under /entry_1/result_1)')
+    .option(
+      '--params <file.json>',
+      'parameters {method, params, f1?} as written by `braggflow tune`; flags override',
+    )
+    .option('--data-path <path>', 'frame dataset in the HDF5 inputs', '/entry_1/data_1/data')
+    .option(
+      '--mask <file[:dataset]>',
+      'extra mask file (nonzero = good; default dataset /data/data); repeatable',
+      collect,
+    )
+    .option('--frames <a:b>', 'frames a (included) to b (excluded), counted over all inputs in order')
+    .option('--workers <n>', 'worker threads (frames in parallel, output in input order)', '1')
+    .option('--json', "print the parameters and every frame's peaks as JSON")
+    .option('--threshold <adu>', 'pf8: minimum threshold, ADU (default 800)')
+    .option('--min-snr <x>', 'pf8: minimum SNR, and the radial sigma cut (default 5)')
+    .option('--min-pix-count <n>', 'pf8: fewest pixels in a peak (default 2)')
+    .option('--max-pix-count <n>', 'pf8: most pixels in a peak (default 200)')
+    .option('--local-bg-radius <n>', 'pf8: background ring radius is 2x this, pixels (default 3)')
+    .option('--min-res <px>', 'pf8: only pixels farther than this from the beam (default 0)')
+    .option('--max-res <px>', 'pf8: only pixels nearer than this to the beam (default: no limit)')
+    .option('--max-peaks <n>', 'most peaks per frame (default 2048)')
+    .option('--gain <adu>', 'dispersion: ADU per photon (default 1)')
+    .option('--sigma-background <x>', 'dispersion: dispersion test sigmas (default 6)')
+    .option('--sigma-strong <x>', 'dispersion: strong pixel sigmas (default 3)')
+    .option('--kernel-size <"kfs kss">', 'dispersion: window half-sizes (default "3 3": 7 x 7)')
+    .option('--global-threshold <adu>', 'dispersion: pixels must exceed this (default 0)')
+    .option('--min-spot-size <n>', 'dispersion: fewest pixels in a spot (default 2)')
+    .option('--max-spot-size <n>', 'dispersion: most pixels in a spot (default 1000)')
+    .action(run);
+}

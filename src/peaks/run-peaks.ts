@@ -1,0 +1,216 @@
+/**
+ * `braggflow peaks`: runs a peak finder over every frame of the inputs (CXI/HDF5 stacks and CBF
+ * files, in order) and writes one CXI peak-table row per frame, in input order, on one thread or
+ * several worker threads.
+ */
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { geometryMask } from '../detector/mask.js';
+import { applyMaskFiles, readMaskDataset } from '../detector/mask-file.js';
+import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
+import { cbfToSlab, readCbf } from '../io/cbf.js';
+import { defaultPeakGroup } from '../io/cxi-peaks.js';
+import { openFrameReader } from '../io/cxi-reader.js';
+import { createCxiWriter } from '../io/cxi-writer.js';
+import { parseGeometry } from '../io/geom.js';
+import { UserError } from '../util/errors.js';
+import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import { createPeakFinder, maxPeaksOf, type PeakFinderSpec } from './finder.js';
+import type { PeakList } from './peak-list.js';
+import type { PeaksTask, PeaksWorkerData } from './peaks-worker.js';
+
+export interface RunPeaksOptions {
+  geometryPath: string;
+  inputs: string[];
+  outPath: string;
+  spec: PeakFinderSpec;
+  dataPath?: string;
+  /** Extra mask files `FILE[:DATASET]` (default dataset /data/data; nonzero = good). */
+  maskFiles?: string[];
+  /** Global frame range [first, end) over all inputs in order. */
+  frames?: [number, number | undefined];
+  workers?: number;
+  peakGroup?: string;
+  /** Called after each frame is written. */
+  onFrame?: (done: number, total: number, frame: FrameResult) => void;
+}
+
+export interface FrameResult {
+  /** Input file and frame index in it. */
+  file: string;
+  frame: number;
+  peaks: PeakList;
+}
+
+export interface RunPeaksSummary {
+  frames: number;
+  peaks: number;
+  peaksDropped: number;
+  seconds: number;
+}
+
+interface FrameSource {
+  file: string;
+  frame: number;
+  read(): Float32Array;
+}
+
+function isCbf(path: string): boolean {
+  return extname(path).toLowerCase() === '.cbf';
+}
+
+/** Parses `a:b`, `a:`, `:b` or `a` (one frame) into [first, end). */
+export function parseFrameRange(text: string): [number, number | undefined] {
+  const match = /^\s*(\d*)\s*(:?)\s*(\d*)\s*$/.exec(text);
+  if (match === null || (match[1] === '' && match[3] === '' && match[2] === '')) {
+    throw new UserError(
+      `expected a frame range a:b (first included, last excluded), got '${text}'`,
+      undefined,
+      '--frames',
+    );
+  }
+  const first = match[1] === '' ? 0 : Number(match[1]);
+  if (match[2] === '') return [first, first + 1];
+  const end = match[3] === '' ? undefined : Number(match[3]);
+  if (end !== undefined && end <= first)
+    throw new UserError(`empty frame range '${text}'`, undefined, '--frames');
+  return [first, end];
+}
+
+async function buildRunMask(maps: PixelMaps, options: RunPeaksOptions): Promise<Uint8Array> {
+  const firstHdf5 = options.inputs.find((path) => !isCbf(path));
+  const mask = geometryMask(maps);
+  await applyMaskFiles(mask, maps, { dataFile: firstHdf5 });
+  const slabPixels = maps.ssSize * maps.fsSize;
+  for (const spec of options.maskFiles ?? []) {
+    const colon = spec.lastIndexOf(':');
+    const hasDataset = colon > 0 && spec.slice(colon + 1).startsWith('/');
+    const file = hasDataset ? spec.slice(0, colon) : spec;
+    const dataset = hasDataset ? spec.slice(colon + 1) : '/data/data';
+    const words = await readMaskDataset(file, dataset, slabPixels);
+    for (let i = 0; i < slabPixels; i++) if (words[i] === 0) mask[i] = 0;
+  }
+  return mask;
+}
+
+async function frameSources(
+  maps: PixelMaps,
+  options: RunPeaksOptions,
+): Promise<{ sources: FrameSource[]; close: () => void }> {
+  const sources: FrameSource[] = [];
+  const closers: (() => void)[] = [];
+  const slab: [number, number] = [maps.ssSize, maps.fsSize];
+  for (const file of options.inputs) {
+    if (isCbf(file)) {
+      sources.push({
+        file,
+        frame: 0,
+        read() {
+          const data = cbfToSlab(readCbf(file));
+          if (data.shape[0] !== slab[0] || data.shape[1] !== slab[1]) {
+            throw new UserError(
+              `image [ss, fs] = [${data.shape.join(', ')}] does not match the geometry's slab [${slab.join(', ')}]`,
+              file,
+            );
+          }
+          return Float32Array.from(data.data);
+        },
+      });
+      continue;
+    }
+    const reader = await openFrameReader(file, { dataPath: options.dataPath, expectedSlabShape: slab });
+    closers.push(() => reader.close());
+    for (let frame = 0; frame < reader.frameCount; frame++) {
+      sources.push({ file, frame, read: () => new Float32Array(reader.readFrame(frame)) });
+    }
+  }
+  const [first, end] = options.frames ?? [0, undefined];
+  if (first >= sources.length && sources.length > 0) {
+    for (const close of closers) close();
+    throw new UserError(
+      `frame ${first} is out of range (the inputs hold ${sources.length})`,
+      undefined,
+      '--frames',
+    );
+  }
+  return {
+    sources: sources.slice(first, end ?? sources.length),
+    close: () => {
+      for (const close of closers) close();
+    },
+  };
+}
+
+export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummary> {
+  const started = performance.now();
+  let geometryText: string;
+  try {
+    geometryText = readFileSync(options.geometryPath, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UserError(
+      code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? 'error'})`,
+      options.geometryPath,
+    );
+  }
+  const geometry = parseGeometry(geometryText, options.geometryPath);
+  const maps = computePixelMaps(geometry);
+  const mask = await buildRunMask(maps, options);
+  const { sources, close } = await frameSources(maps, options);
+  const writer = await createCxiWriter(options.outPath, {
+    maxPeaks: maxPeaksOf(options.spec),
+    peakGroup: options.peakGroup ?? defaultPeakGroup,
+  });
+  const workers = Math.max(1, options.workers ?? 1);
+  let peaks = 0;
+  try {
+    const record = (source: FrameSource, list: PeakList, done: number) => {
+      writer.appendFrame({ peaks: list });
+      peaks += list.count;
+      options.onFrame?.(done, sources.length, { file: source.file, frame: source.frame, peaks: list });
+    };
+    if (workers === 1) {
+      const find = createPeakFinder(maps, mask, options.spec);
+      for (let k = 0; k < sources.length; k++) record(sources[k], find(sources[k].read()), k + 1);
+    } else {
+      const data: PeaksWorkerData = {
+        geometryText,
+        geometryPath: options.geometryPath,
+        mask,
+        spec: options.spec,
+      };
+      const pool = createWorkerPool<PeaksTask, PeakList>(
+        workerScriptUrl(import.meta.url, 'peaks-worker'),
+        workers,
+        data,
+      );
+      try {
+        // Keep a few frames per worker in flight; results are awaited, and written, in input order.
+        const inFlight: Promise<PeakList>[] = [];
+        const depth = workers * 2;
+        let next = 0;
+        const submit = () => {
+          const image = sources[next++].read();
+          inFlight.push(pool.run({ image }, [image.buffer as ArrayBuffer]));
+        };
+        while (next < sources.length && inFlight.length < depth) submit();
+        for (let done = 0; done < sources.length; done++) {
+          const list = await inFlight.shift()!;
+          if (next < sources.length) submit();
+          record(sources[done], list, done + 1);
+        }
+      } finally {
+        await pool.close();
+      }
+    }
+  } finally {
+    close();
+    writer.close();
+  }
+  return {
+    frames: sources.length,
+    peaks,
+    peaksDropped: writer.peaksDropped,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
