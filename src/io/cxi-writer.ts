@@ -317,7 +317,17 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
       guard(`dataset ${extraPath}`, () => {
         let target = extras.get(extraPath);
         if (target === undefined) {
-          target = createGrowing(file, extraPath, dtypeOfArray(row), shape, 1, length >= 1024 ? 1 : 0);
+          // Small rows (a count, a scalar) share a chunk across frames, as the peak tables do, so a
+          // long run does not make one tiny chunk per frame; large rows (a mask) get a chunk each.
+          const chunkFrames = Math.max(1, Math.min(1024, Math.floor(4096 / Math.max(1, length))));
+          target = createGrowing(
+            file,
+            extraPath,
+            dtypeOfArray(row),
+            shape,
+            chunkFrames,
+            length >= 1024 ? 1 : 0,
+          );
           extras.set(extraPath, target);
           growing.push(target);
         }

@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
 import * as demo from './demo.js';
+import * as evaluate from './eval.js';
 import * as geom from './geom.js';
 import * as inspect from './inspect.js';
 import * as model from './model.js';
+import * as peaks from './peaks.js';
+import * as simulate from './simulate.js';
+import * as tune from './tune.js';
 
 /**
  * Each command lives in its own module exporting `register(program)`; adding a command is one line
@@ -10,7 +14,11 @@ import * as model from './model.js';
  */
 export function registerCommands(program: Command): void {
   demo.register(program);
+  evaluate.register(program);
   geom.register(program);
   inspect.register(program);
   model.register(program);
+  peaks.register(program);
+  simulate.register(program);
+  tune.register(program);
 }
