@@ -59,24 +59,6 @@ function isCbf(path: string): boolean {
   return extname(path).toLowerCase() === '.cbf';
 }
 
-/** Parses `a:b`, `a:`, `:b` or `a` (one frame) into [first, end). */
-export function parseFrameRange(text: string): [number, number | undefined] {
-  const match = /^\s*(\d*)\s*(:?)\s*(\d*)\s*$/.exec(text);
-  if (match === null || (match[1] === '' && match[3] === '' && match[2] === '')) {
-    throw new UserError(
-      `expected a frame range a:b (first included, last excluded), got '${text}'`,
-      undefined,
-      '--frames',
-    );
-  }
-  const first = match[1] === '' ? 0 : Number(match[1]);
-  if (match[2] === '') return [first, first + 1];
-  const end = match[3] === '' ? undefined : Number(match[3]);
-  if (end !== undefined && end <= first)
-    throw new UserError(`empty frame range '${text}'`, undefined, '--frames');
-  return [first, end];
-}
-
 async function buildRunMask(maps: PixelMaps, options: RunPeaksOptions): Promise<Uint8Array> {
   const firstHdf5 = options.inputs.find((path) => !isCbf(path));
   const mask = geometryMask(maps);

@@ -106,7 +106,15 @@ export const presets: Record<string, SimulationPreset> = {
       maxCrystals: 2,
       multipleCrystalChance: 0.08,
     },
-    beam: { ...lclsBeam, photonEnergyEv: 9742.5, detectorDistanceM: 0.13 },
+    // Fluence x5 and a 0.1% bandwidth bring spot count and spot size to the real CSPAD thermolysin
+    // still's (docs/simulator-realism.md): 1e11 photons/um^2 gave a quarter of its spots.
+    beam: {
+      ...lclsBeam,
+      photonEnergyEv: 9742.5,
+      detectorDistanceM: 0.13,
+      bandwidth: 0.001,
+      fluencePhotonsPerUm2: 5.0e11,
+    },
     imaging: { background: 'water' },
   },
   photosystem: {

@@ -326,16 +326,30 @@ function streamChunk(
 }
 
 /** Per-peak column of the kept truth rows, as a typed array of the spots' field. */
-function perPeak<T extends Int32Array | Float32Array>(
-  make: new (n: number) => T,
+function perPeak(
+  make: typeof Int32Array | typeof Float32Array,
   frame: SimulatedFrame,
   spotIndex: Int32Array,
-  pick: (spot: SimulatedFrame['spots'][number]) => number,
-): T {
+  pick: SpotPick,
+): Int32Array | Float32Array {
   const out = new make(spotIndex.length);
   for (let i = 0; i < spotIndex.length; i++) out[i] = pick(frame.spots[spotIndex[i]]);
   return out;
 }
+
+type SpotPick = (spot: SimulatedFrame['spots'][number]) => number;
+
+/** Per-peak truth columns beside the peak table: which reflection each truth peak is, and how bright. */
+const truthSpotColumns: [string, typeof Int32Array | typeof Float32Array, SpotPick][] = [
+  ['h', Int32Array, (s) => s.h],
+  ['k', Int32Array, (s) => s.k],
+  ['l', Int32Array, (s) => s.l],
+  ['panel', Int32Array, (s) => s.panel],
+  ['crystal', Int32Array, (s) => s.crystal],
+  ['dA', Float32Array, (s) => s.dA],
+  ['partiality', Float32Array, (s) => s.partiality],
+  ['photons', Float32Array, (s) => s.photons],
+];
 
 async function writeFrame(
   outputs: Outputs,
@@ -354,46 +368,8 @@ async function writeFrame(
   for (const { path, value } of geometryDataPathValues(setup, conditions.photonEnergyEv))
     cxi.appendExtra(path.startsWith('/') ? path : `/${path}`, Float64Array.of(value), []);
   const row = [maxPeaks];
-  cxi.appendExtra(
-    'h',
-    perPeak(Int32Array, frame, spotIndex, (s) => s.h),
-    row,
-  );
-  cxi.appendExtra(
-    'k',
-    perPeak(Int32Array, frame, spotIndex, (s) => s.k),
-    row,
-  );
-  cxi.appendExtra(
-    'l',
-    perPeak(Int32Array, frame, spotIndex, (s) => s.l),
-    row,
-  );
-  cxi.appendExtra(
-    'panel',
-    perPeak(Int32Array, frame, spotIndex, (s) => s.panel),
-    row,
-  );
-  cxi.appendExtra(
-    'crystal',
-    perPeak(Int32Array, frame, spotIndex, (s) => s.crystal),
-    row,
-  );
-  cxi.appendExtra(
-    'dA',
-    perPeak(Float32Array, frame, spotIndex, (s) => s.dA),
-    row,
-  );
-  cxi.appendExtra(
-    'partiality',
-    perPeak(Float32Array, frame, spotIndex, (s) => s.partiality),
-    row,
-  );
-  cxi.appendExtra(
-    'photons',
-    perPeak(Float32Array, frame, spotIndex, (s) => s.photons),
-    row,
-  );
+  for (const [name, make, pick] of truthSpotColumns)
+    cxi.appendExtra(name, perPeak(make, frame, spotIndex, pick), row);
   cxi.appendExtra('nCrystals', Int32Array.of(frame.crystals.length), []);
   const maxCrystals = setup.crystal.maxCrystals;
   const orientation = new Float64Array(maxCrystals * 9).fill(Number.NaN);

@@ -215,3 +215,44 @@ describe('braggflow eval', () => {
     }
   });
 });
+
+test('eval --truth-frames scores a prediction of part of the run against those truth frames', () => {
+  // Truth for 3 frames; the prediction covers frames 1:3 only (as `peaks --frames 1:3` writes).
+  const truthJson = join(dir, 'run-truth.json');
+  const predJson = join(dir, 'part-pred.json');
+  writeFileSync(
+    truthJson,
+    JSON.stringify([
+      [[1, 1, 9]],
+      [
+        [20, 20, 9],
+        [30, 30, 9],
+      ],
+      [[40, 40, 9]],
+    ]),
+  );
+  writeFileSync(
+    predJson,
+    JSON.stringify([
+      [[20.5, 20, 5]],
+      [
+        [40, 41, 5],
+        [90, 90, 5],
+      ],
+    ]),
+  );
+  const run = runCli(['eval', '--truth', truthJson, '--truth-frames', '1:3', '--pred', predJson, '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  const report = JSON.parse(run.stdout);
+  assert.equal(report.frames, 2);
+  assert.deepEqual(
+    [report.micro.truePositives, report.micro.falsePositives, report.micro.falseNegatives],
+    [2, 1, 1],
+  );
+  const mismatch = runCli(['eval', '--truth', truthJson, '--pred', predJson]);
+  assert.equal(mismatch.code, 2);
+  assert.match(mismatch.stderr, /has 3 frames but .* has 2/);
+  const past = runCli(['eval', '--truth', truthJson, '--truth-frames', '2:4', '--pred', predJson]);
+  assert.equal(past.code, 2);
+  assert.match(past.stderr, /--truth-frames 2:4 is empty or past the last frame \(3 frames\)/);
+});

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { EvalReport } from '../../engine/eval.js';
 import { UserError } from '../../util/errors.js';
-import { printJson } from '../output.js';
+import { frameRangeWithin } from '../../util/frame-range.js';
+import { formatTable, printJson } from '../output.js';
 
 /** Per-frame rows printed before we point to --json instead. */
 const MAX_FRAME_ROWS = 20;
@@ -13,6 +14,7 @@ interface EvalCliOptions {
   predGroup: string;
   radius: string;
   minPeaks: string;
+  truthFrames?: string;
   json?: boolean;
 }
 
@@ -23,15 +25,6 @@ function number(name: string, text: string, integer: boolean): number {
   return value;
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows
-    .map((row) =>
-      row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '),
-    )
-    .join('\n');
-}
-
 const f3 = (x: number) => x.toFixed(3);
 
 function printHuman(report: EvalReport, truthFile: string, predFile: string): void {
@@ -40,28 +33,31 @@ function printHuman(report: EvalReport, truthFile: string, predFile: string): vo
     `truth ${truthFile}: ${report.truthPeaks} peaks; prediction ${predFile}: ${report.predictedPeaks} peaks`,
     `${report.frames} frames, match radius ${report.radiusPx} px, mean matched distance ${report.meanDistancePx.toFixed(2)} px`,
     '',
-    table([
-      ['', 'precision', 'recall', 'F1', 'TP', 'FP', 'FN'],
+    formatTable(
       [
-        'micro',
-        f3(micro.precision),
-        f3(micro.recall),
-        f3(micro.f1),
-        String(micro.truePositives),
-        String(micro.falsePositives),
-        String(micro.falseNegatives),
+        ['', 'precision', 'recall', 'F1', 'TP', 'FP', 'FN'],
+        [
+          'micro',
+          f3(micro.precision),
+          f3(micro.recall),
+          f3(micro.f1),
+          String(micro.truePositives),
+          String(micro.falsePositives),
+          String(micro.falseNegatives),
+        ],
+        ['macro', f3(macro.precision), f3(macro.recall), f3(macro.f1), '', '', ''],
+        [
+          `hits (>= ${report.minPeaks})`,
+          f3(hits.precision),
+          f3(hits.recall),
+          f3(hits.f1),
+          String(hits.bothHits),
+          String(hits.predictedHits - hits.bothHits),
+          String(hits.truthHits - hits.bothHits),
+        ],
       ],
-      ['macro', f3(macro.precision), f3(macro.recall), f3(macro.f1), '', '', ''],
-      [
-        `hits (>= ${report.minPeaks})`,
-        f3(hits.precision),
-        f3(hits.recall),
-        f3(hits.f1),
-        String(hits.bothHits),
-        String(hits.predictedHits - hits.bothHits),
-        String(hits.truthHits - hits.bothHits),
-      ],
-    ]),
+      'right',
+    ),
     '',
   ];
   if (report.frames <= MAX_FRAME_ROWS) {
@@ -76,7 +72,7 @@ function printHuman(report: EvalReport, truthFile: string, predFile: string): vo
         f3(f.recall),
         f3(f.f1),
       ]);
-    lines.push(table(rows), '');
+    lines.push(formatTable(rows, 'right'), '');
   } else lines.push('(per-frame scores: --json)', '');
   process.stdout.write(lines.join('\n'));
 }
@@ -86,7 +82,11 @@ async function run(options: EvalCliOptions): Promise<void> {
   const minPeaks = number('min-peaks', options.minPeaks, true);
   const { readPeakLists } = await import('../../engine/labels.js');
   const { evaluatePeaks } = await import('../../engine/eval.js');
-  const truth = await readPeakLists(options.truth, options.truthGroup);
+  let truth = await readPeakLists(options.truth, options.truthGroup);
+  if (options.truthFrames !== undefined) {
+    const [first, end] = frameRangeWithin(options.truthFrames, truth.length, options.truth, '--truth-frames');
+    truth = truth.slice(first, end);
+  }
   const predicted = await readPeakLists(options.pred, options.predGroup);
   if (truth.length !== predicted.length) {
     throw new UserError(
@@ -113,6 +113,10 @@ export function register(program: Command): void {
     .option('--pred-group <group>', 'peak table group in a CXI prediction file', '/entry_1/result_1')
     .option('--radius <px>', 'match radius, pixels', '2')
     .option('--min-peaks <n>', 'a frame is a hit when it has at least this many peaks', '15')
+    .option(
+      '--truth-frames <a:b>',
+      'score against truth frames a (included) to b (excluded) only: the frames a `peaks --frames a:b` run covered',
+    )
     .option('--json', 'print everything, per frame too, as JSON')
     .action(run);
 }

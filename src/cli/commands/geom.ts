@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { printJson } from '../output.js';
+import { formatTable, printJson } from '../output.js';
 
 const PANEL_ROWS = 8;
 
@@ -11,18 +11,6 @@ function formatVector(v: { x: number; y: number; z: number }): string {
   const term = (value: number, axis: string) =>
     value === 0 ? '' : `${value < 0 ? '-' : '+'}${formatNumber(Math.abs(value), 4)}${axis}`;
   return [term(v.x, 'x'), term(v.y, 'y'), term(v.z, 'z')].filter((t) => t !== '').join(' ');
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column]))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
 }
 
 async function info(file: string, options: { json?: boolean }): Promise<void> {
@@ -85,7 +73,7 @@ async function info(file: string, options: { json?: boolean }): Promise<void> {
             .join('; '),
     ],
   ];
-  process.stdout.write(`${table(lines)}\n\n`);
+  process.stdout.write(`${formatTable(lines)}\n\n`);
   const panelRows = [['panel', 'fs', 'ss', 'corner x,y (px)', 'fs vector', 'ss vector', 'res']];
   for (const panel of geometry.panels.slice(0, PANEL_ROWS)) {
     panelRows.push([
@@ -98,7 +86,7 @@ async function info(file: string, options: { json?: boolean }): Promise<void> {
       formatNumber(panel.resPxPerM),
     ]);
   }
-  process.stdout.write(`${table(panelRows)}\n`);
+  process.stdout.write(`${formatTable(panelRows)}\n`);
   if (geometry.panels.length > PANEL_ROWS) {
     process.stdout.write(`... ${geometry.panels.length - PANEL_ROWS} more panels (--json for the summary)\n`);
   }

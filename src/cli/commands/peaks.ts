@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { parseFrameRange } from '../../util/frame-range.js';
 import { printJson } from '../output.js';
 
 interface PeaksCliOptions {
@@ -67,7 +68,7 @@ function flagValues(
 }
 
 async function run(options: PeaksCliOptions): Promise<void> {
-  const [{ UserError }, paramsFile, pf8, { runPeaks, parseFrameRange }, { createProgress }, { peakColumns }] =
+  const [{ UserError }, paramsFile, pf8, { runPeaks }, { createProgress }, { peakColumns }] =
     await Promise.all([
       import('../../util/errors.js'),
       import('../../peaks/params-file.js'),

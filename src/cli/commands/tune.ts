@@ -5,6 +5,7 @@ import type { PointSet } from '../../engine/match.js';
 import type { Pf8Params } from '../../peaks/peakfinder8.js';
 import type { F1Surface, Scored, SearchKind, TuneResult } from '../../peaks/tune.js';
 import { UserError } from '../../util/errors.js';
+import { frameRangeWithin } from '../../util/frame-range.js';
 import { printJson } from '../output.js';
 import { createProgress, type Progress } from '../progress.js';
 
@@ -32,19 +33,6 @@ function positiveInt(name: string, text: string, min = 1): number {
   if (!Number.isInteger(value) || value < min)
     throw new UserError(`--${name} must be an integer >= ${min}, got '${text}'`);
   return value;
-}
-
-/** `a:b` (half-open, either end optional) or a single frame `a`, within `total` frames. */
-export function parseFrameRange(text: string, total: number, file: string): [number, number] {
-  const match = /^\s*(\d*)\s*(?::\s*(\d*)\s*)?$/.exec(text);
-  if (match === null)
-    throw new UserError(`--frames must be a:b, a: or :b (0-based, end excluded), got '${text}'`);
-  const single = match[2] === undefined;
-  const start = match[1] === '' ? 0 : Number(match[1]);
-  const end = single ? start + 1 : match[2] === '' ? total : Number(match[2]);
-  if (start >= end || end > total)
-    throw new UserError(`--frames ${text} is empty or past the last frame (${total} frames)`, file);
-  return [start, end];
 }
 
 const f3 = (x: number) => x.toFixed(3);
@@ -105,7 +93,7 @@ async function run(options: TuneCliOptions): Promise<void> {
     range =
       options.frames === undefined
         ? [0, reader.frameCount]
-        : parseFrameRange(options.frames, reader.frameCount, options.in);
+        : frameRangeWithin(options.frames, reader.frameCount, options.in);
     frames = [];
     for (let f = range[0]; f < range[1]; f++) frames.push(reader.readFrame(f));
   } finally {
@@ -257,7 +245,10 @@ export function register(program: Command): void {
       'reference peaks: CXI peak table (simulator truth preferred) or JSON lists of [fs, ss, I] per frame',
     )
     .option('--label-group <group>', 'peak table group in a CXI labels file')
-    .requiredOption('--out <file>', 'params file to write: JSON {method, params, f1}, what peaks --params reads')
+    .requiredOption(
+      '--out <file>',
+      'params file to write: JSON {method, params, f1}, what peaks --params reads',
+    )
     .option('--search <kind>', 'grid or halving (successive halving over frames)', 'grid')
     .option(
       '--grid <spec>',
