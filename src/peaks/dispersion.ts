@@ -13,7 +13,9 @@
  * Strong pixels are grouped into connected components (4-connected by default, as DIALS labels them);
  * components of minSpotSize..maxSpotSize pixels become spots at their intensity-weighted centroid.
  *
- * Window sums come from per-panel summed-area tables, so the cost is O(pixels) whatever the window.
+ * Only pixels above globalThreshold are tested. When a panel has few of them (the threshold above the
+ * background, as in DIALS settings), their windows are summed directly; otherwise per-panel
+ * summed-area tables give every window at O(1), so the cost stays O(pixels) whatever the window.
  * Positions follow CXI: slab pixels, 0.0 = centre of the first pixel.
  */
 import { panelSlabRect } from '../detector/mask.js';
@@ -121,8 +123,85 @@ export function createDispersionContext(
   };
 }
 
-/** Marks the strong pixels of one panel in ctx.strong. */
+/**
+ * Marks the strong pixels of one panel in ctx.strong. Only pixels above globalThreshold can be strong:
+ * when they are few (the usual case: the threshold sits above the background), their windows are
+ * summed directly; otherwise summed-area tables give every window at O(1).
+ */
 function thresholdPanel(
+  image: ArrayLike<number>,
+  ctx: DispersionContext,
+  ss0: number,
+  ss1: number,
+  fs0: number,
+  fs1: number,
+  params: DispersionParams,
+): void {
+  const { fsSize, mask, strong, stack } = ctx;
+  const { globalThreshold } = params;
+  const [kf, ks] = params.kernelSize;
+  // The candidates (stack is free until the spots are grouped) and whether listing them is worth it.
+  const windowPixels = (2 * kf + 1) * (2 * ks + 1);
+  const panelPixels = (ss1 - ss0 + 1) * (fs1 - fs0 + 1);
+  const limit = Math.floor((4 * panelPixels) / windowPixels);
+  let nCandidates = 0;
+  for (let ss = ss0; ss <= ss1 && nCandidates <= limit; ss++) {
+    const row = ss * fsSize;
+    for (let i = row + fs0; i <= row + fs1; i++) {
+      const v = image[i];
+      if (v > globalThreshold && v !== Number.POSITIVE_INFINITY && mask[i] !== 0) {
+        if (nCandidates === limit) {
+          nCandidates++;
+          break;
+        }
+        stack[nCandidates++] = i;
+      }
+    }
+  }
+  if (nCandidates > limit) {
+    thresholdPanelWithTables(image, ctx, ss0, ss1, fs0, fs1, params);
+    return;
+  }
+  for (let c = 0; c < nCandidates; c++) {
+    const i = stack[c];
+    const ss = (i / fsSize) | 0;
+    const fs = i - ss * fsSize;
+    const sTop = Math.max(ss - ks, ss0);
+    const sBottom = Math.min(ss + ks, ss1);
+    const fLeft = Math.max(fs - kf, fs0);
+    const fRight = Math.min(fs + kf, fs1);
+    let n = 0;
+    let x = 0;
+    let y = 0;
+    for (let s = sTop; s <= sBottom; s++) {
+      const row = s * fsSize;
+      for (let j = row + fLeft; j <= row + fRight; j++) {
+        const w = image[j];
+        // Bad and non-finite pixels are left out of every window.
+        if (mask[j] !== 0 && w - w === 0) {
+          n++;
+          x += w;
+          y += w * w;
+        }
+      }
+    }
+    if (isStrong(image[i], n, x, y, params)) strong[i] = 1;
+  }
+}
+
+/** The dispersion and strong-pixel tests for a pixel of value v whose window has n good pixels, sum x, sum of squares y. */
+function isStrong(v: number, n: number, x: number, y: number, params: DispersionParams): boolean {
+  if (n < params.minLocal || !(x > 0)) return false;
+  const { gain, nSigmaB, nSigmaS } = params;
+  const dispersion = n * y - x * x - gain * x * (n - 1);
+  const dispersionBound = gain * x * nSigmaB * Math.sqrt(2 * (n - 1));
+  const excess = n * v - x;
+  const strongBound = nSigmaS * Math.sqrt(gain * x * n);
+  return dispersion > dispersionBound && excess > strongBound;
+}
+
+/** thresholdPanel through summed-area tables (many pixels above globalThreshold). */
+function thresholdPanelWithTables(
   image: ArrayLike<number>,
   ctx: DispersionContext,
   ss0: number,
@@ -166,7 +245,7 @@ function thresholdPanel(
     }
   }
   const [kf, ks] = params.kernelSize;
-  const { gain, nSigmaB, nSigmaS, globalThreshold, minLocal } = params;
+  const { globalThreshold, minLocal } = params;
   for (let s = 0; s < h; s++) {
     const top = Math.max(0, s - ks) * stride;
     const bottom = (Math.min(h - 1, s + ks) + 1) * stride;
@@ -192,11 +271,7 @@ function thresholdPanel(
         sumSqTable[top + right] -
         sumSqTable[bottom + left] +
         sumSqTable[top + left];
-      const dispersion = n * y - x * x - gain * x * (n - 1);
-      const dispersionBound = gain * x * nSigmaB * Math.sqrt(2 * (n - 1));
-      const excess = n * v - x;
-      const strongBound = nSigmaS * Math.sqrt(gain * x * n);
-      if (dispersion > dispersionBound && excess > strongBound) strong[i] = 1;
+      if (isStrong(v, n, x, y, params)) strong[i] = 1;
     }
   }
 }

@@ -7,6 +7,7 @@ import { computePixelMaps, pixelMapsFor } from '../../src/detector/pixel-maps.js
 import { matchPeaks } from '../../src/engine/match.js';
 import { openFrameReader } from '../../src/io/cxi-reader.js';
 import { readGeometry } from '../../src/io/geom.js';
+import { type PeakList, peakColumns, peakListFrom } from '../../src/peaks/peak-list.js';
 import {
   createPf8Context,
   defaultPf8Params,
@@ -106,6 +107,40 @@ test('pf8 rejects a peak whose SNR against its local background is below min-snr
   // The radial thresholds stay at the ADC threshold for both, so only the SNR cut differs.
   assert.equal(find(image, { minSnr: snr * 0.99 }).count, 1);
   assert.equal(find(image, { minSnr: snr * 1.01 }).count, 0);
+});
+
+test('pf8 rejects a peak whose maximum is below the maximum of its local background ring', () => {
+  // A 3 x 3 peak of 300 ADU (bins ~49-51, thresholds 100) near the ring of bin 45, whose pixels all
+  // alternate between X and X - 2: that bin's threshold is about X + 4, so those pixels stay in the
+  // peak's local background ring (under their own threshold) although they are brighter than 100.
+  const ringBin = 45;
+  const withRing = (x: number) => {
+    const image = noiseFrame(maps);
+    block(image, 20, 30, 3, 300);
+    let inRing = 0;
+    for (let i = 0; i < image.length; i++) {
+      if (Math.round(maps.radiusPx[i]) !== ringBin) continue;
+      const ss = Math.floor(i / smallFs);
+      const fs = i % smallFs;
+      image[i] = (ss + fs) % 2 === 0 ? x : x - 2;
+      if (x === 300 && Math.hypot(ss - 21, fs - 31) <= 6) inRing++;
+    }
+    if (x === 300) assert.ok(inRing >= 4, `only ${inRing} pixels of bin ${ringBin} in the ring`);
+    return image;
+  };
+  const ctx = createPf8Context(maps);
+  const kept = peakfinder8(withRing(300), ctx, params);
+  assert.equal(kept.count, 1, 'ring maximum equal to the peak maximum: kept');
+  assert.ok(ctx.binThreshold[ringBin] > 300 && ctx.binThreshold[ringBin] < 310);
+  assert.ok(kept.snr[0] > 2 * params.minSnr, `snr ${kept.snr[0]}`);
+  // One ADU more in the ring: the SNR barely moves, but the peak is now below the ring's maximum.
+  assert.equal(find(withRing(301)).count, 0);
+  assert.equal(find(withRing(301), { minSnr: 3 }).count, 0);
+  // The rule is the ring's maximum, not the bin threshold: the ring bin's pixels alone never seed.
+  assert.equal(find(withRing(600)).count, 0);
+  const noPeak = withRing(301);
+  block(noPeak, 20, 30, 3, 10);
+  assert.equal(find(noPeak).count, 0);
 });
 
 test('pf8 seeds skip the 1-pixel panel border, and peaks never cross a panel edge', () => {
@@ -284,4 +319,120 @@ test('pf8 on the real CSPAD frame: peaks DIALS also finds', needsShared, async (
   assert.ok(looseMatch.recall >= 0.75, `recall ${looseMatch.recall}`);
   assert.ok(looseMatch.precision >= 0.9, `precision ${looseMatch.precision}`);
   assert.ok(looseMatch.meanDistancePx < 0.5, `mean distance ${looseMatch.meanDistancePx}`);
+});
+
+/** Same count, and every column equal to 1e-4 relative. */
+function assertSamePeaks(got: PeakList, want: PeakList, label: string) {
+  assert.equal(got.count, want.count, `${label}: count`);
+  for (const column of peakColumns) {
+    for (let k = 0; k < want.count; k++) {
+      const a = got[column][k];
+      const b = want[column][k];
+      assert.ok(
+        Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(a), Math.abs(b)),
+        `${label}: ${column}[${k}] ${a} vs ${b}`,
+      );
+    }
+  }
+}
+
+test('pf8 gives the same statistics and peaks from a fresh context and from one reused across frames', () => {
+  // A fresh context clips every bin from its own pixels; a reused one sums each bin's core band (from
+  // the last frame) and clips only the pixels outside it. Frames and parameters change in between,
+  // including a frame far off the last one (every band misses) and NaN / Inf pixels.
+  const geometryMaps = pixelMapsFor(defaultGeometry());
+  const mask = geometryMask(geometryMaps);
+  const random = seededRandom(5);
+  const frames: Float32Array[] = [];
+  for (let k = 0; k < 2; k++) {
+    frames.push(
+      generateSpotFrame(geometryMaps, random, {
+        minSpots: 40,
+        maxSpots: 80,
+        spotSigmaPx: 1,
+        minSpotPhotons: 100,
+        maxSpotPhotons: 3000,
+        backgroundPhotons: 4 + 4 * k,
+        backgroundScalePx: 300,
+        gain: 10,
+      }).image,
+    );
+  }
+  frames.push(Float32Array.from(frames[0], (v) => 3 * v + 500));
+  const odd = frames[1].slice();
+  for (let k = 0; k < 300; k++) odd[(k * 7919) % odd.length] = [Number.NaN, Infinity, -Infinity][k % 3];
+  frames.push(odd);
+  const paramSets: Pf8Params[] = [
+    { ...defaultPf8Params, adcThreshold: 200, minSnr: 4 },
+    { ...defaultPf8Params, adcThreshold: 0, minSnr: 6 },
+    { ...defaultPf8Params, adcThreshold: 30, minSnr: 3, minPixCount: 1, minResPx: 100, maxResPx: 700 },
+  ];
+  const reused = createPf8Context(geometryMaps, mask);
+  let peaks = 0;
+  for (const [p, params] of paramSets.entries()) {
+    for (const [f, frame] of frames.entries()) {
+      const fresh = createPf8Context(geometryMaps, mask);
+      const want = peakfinder8(frame, fresh, params);
+      const got = peakfinder8(frame, reused, params);
+      assertSamePeaks(got, want, `params ${p} frame ${f}`);
+      for (let b = 0; b <= fresh.nBins; b++) {
+        const a = reused.binThreshold[b];
+        const c = fresh.binThreshold[b];
+        assert.ok(a === c || Math.abs(a - c) <= 1e-9 * Math.abs(c), `threshold of bin ${b}: ${a} vs ${c}`);
+      }
+      peaks += want.count;
+    }
+  }
+  assert.ok(peaks > 100, `${peaks} peaks`);
+});
+
+test('pf8 on the real CSPAD frame: the peaks the first implementation found', needsShared, async () => {
+  const geometryMaps = computePixelMaps(readGeometry(sharedPath('data/real/cspad-thermolysin.geom')));
+  const reader = await openFrameReader(sharedPath('data/real/cspad-thermolysin.cxi'), {
+    expectedSlabShape: [geometryMaps.ssSize, geometryMaps.fsSize],
+  });
+  const image = new Float32Array(reader.readFrame(0));
+  reader.close();
+  // Measured with the gather-by-bin implementation (commit 01b9346) before the streaming statistics:
+  // count, then [fs, ss, total, snr, pixels, max] of the first three peaks in scan order.
+  const recorded: [Pf8Params, number, number[][]][] = [
+    [
+      { ...defaultPf8Params },
+      32,
+      [
+        [111, 159.5334, 2960.0093, 72.98711, 2, 1580.5046],
+        [27.253916, 416.7893, 7680.1943, 151.15273, 3, 4121.398],
+        [180.64415, 500, 6456.3945, 112.934776, 2, 4164.697],
+      ],
+    ],
+    [
+      { ...defaultPf8Params, adcThreshold: 200, minSnr: 4 },
+      151,
+      [
+        [11, 41.52545, 1223.8257, 86.33103, 2, 644.4128],
+        [83, 57.651737, 1046.3303, 99.87608, 2, 689.1652],
+        [133, 60.586, 1102.8533, 65.96494, 2, 650.9266],
+      ],
+    ],
+  ];
+  const ctx = createPf8Context(geometryMaps, geometryMask(geometryMaps));
+  // Twice: the first pass clips every bin from its pixels, the second uses the bands of the first.
+  for (let pass = 0; pass < 2; pass++) {
+    for (const [params, count, first] of recorded) {
+      const peaks = peakfinder8(image, ctx, params);
+      assertSamePeaks(
+        peaks,
+        peakListFrom({
+          fs: [...first.map((p) => p[0]), ...Array.from(peaks.fs.subarray(3))],
+          ss: [...first.map((p) => p[1]), ...Array.from(peaks.ss.subarray(3))],
+          totalIntensity: [...first.map((p) => p[2]), ...Array.from(peaks.totalIntensity.subarray(3))],
+          snr: [...first.map((p) => p[3]), ...Array.from(peaks.snr.subarray(3))],
+          nPixels: [...first.map((p) => p[4]), ...Array.from(peaks.nPixels.subarray(3))],
+          maxValue: [...first.map((p) => p[5]), ...Array.from(peaks.maxValue.subarray(3))],
+        }),
+        `threshold ${params.adcThreshold} pass ${pass}`,
+      );
+      assert.equal(peaks.count, count, `threshold ${params.adcThreshold}: count`);
+    }
+  }
 });
