@@ -1,10 +1,10 @@
 /**
  * The detector's response: per-run fixed state (bad pixels, gain map, pedestal residuals) and the
- * per-frame exposure that turns expected photons into ADU. One pass over the slab, typed arrays only;
- * random numbers come from an inline Mulberry32 stream seeded by the caller plus the tables in
- * poisson.ts, so a 4-Mpixel frame costs tens of milliseconds on one core.
+ * per-frame exposure that turns expected photons into ADU. One pass over the slab for the background
+ * (8 bytes read per pixel) and a sparse pass over the spot pixels, typed arrays only; random numbers come
+ * from an inline Mulberry32 stream seeded by the caller plus the tables in poisson.ts.
  *
- * Per pixel: photons ~ Poisson(mu) (inversion below POISSON_NORMAL_ABOVE_MEAN, rounded normal above);
+ * Per pixel: photons ~ Poisson(mu) (table inversion below POISSON_NORMAL_ABOVE_MEAN, rounded normal above);
  * ADU = photons x aduPerPhoton(panel) x relativeGain + pedestal residual + panel common mode + dark
  * noise, clipped to the panel's max_adu, optionally rounded to whole ADU; 0 where the detector gives
  * nothing (outside panels, geometry bad regions, dead pixels); a fixed high value at hot pixels.
@@ -12,12 +12,14 @@
 import { geometryMask } from '../detector/mask.js';
 import type { PixelMaps } from '../detector/pixel-maps.js';
 import {
-  EXP_STEPS_PER_UNIT,
-  expTableBuilt,
   NORMAL_TABLE_BITS,
   normalQuantiles,
+  POISSON_GRID_STEPS_PER_PHOTON,
+  POISSON_GUIDE_BITS,
   POISSON_NORMAL_ABOVE_MEAN,
-  reciprocalTable,
+  poissonFromTables,
+  poissonTables,
+  smallNormalQuantiles,
 } from './poisson.js';
 
 export interface DetectorParams {
@@ -63,14 +65,44 @@ export interface DetectorState {
   deadPixels: Int32Array;
   /** 1 at hot pixels (their value is not a measurement of the signal). */
   hot: Uint8Array;
+  /**
+   * What the exposure loop reads per pixel, packed into one word to halve its memory traffic: relative
+   * gain in units of GAIN_UNIT in the high 16 bits, the pedestal residual in units of PEDESTAL_UNIT_ADU
+   * (signed) in the low 16; 0 where not measured. Derived from the arrays above (which hold the same
+   * quantised values) by `createDetectorState`; rebuild it with `packGainPedestal` after changing them.
+   */
+  gainPedestal: Int32Array;
 }
 
-/**
- * x + ROUND_MAGIC - ROUND_MAGIC rounds x to the nearest integer (ties to even) for |x| < 2^51 with two
- * additions: Math.round on noisy values compiles to branches that mispredict, and cost 4x the whole
- * rest of the per-pixel work in V8 (measured: 57 vs 13 ms per 4-Mpixel pass).
- */
-const ROUND_MAGIC = 6755399441055744; // 1.5 x 2^52
+/** Relative gain step of the packed word (range [0, 8)). */
+const GAIN_UNIT = 2 ** -13;
+/** Pedestal step of the packed word, ADU (range +-512 ADU). */
+const PEDESTAL_UNIT_ADU = 2 ** -6;
+
+/** Packs measured, relativeGain and pedestalAdu into `gainPedestal` (see DetectorState). */
+export function packGainPedestal(
+  measured: Uint8Array,
+  relativeGain: Float32Array,
+  pedestalAdu: Float32Array,
+  out: Int32Array = new Int32Array(measured.length),
+): Int32Array {
+  for (let i = 0; i < measured.length; i++) {
+    if (!measured[i]) {
+      out[i] = 0;
+      continue;
+    }
+    const gain = Math.min(65535, Math.max(1, Math.round(relativeGain[i] / GAIN_UNIT)));
+    const pedestal = Math.min(32767, Math.max(-32768, Math.round(pedestalAdu[i] / PEDESTAL_UNIT_ADU)));
+    out[i] = (gain << 16) | (pedestal & 0xffff);
+  }
+  return out;
+}
+
+// Rounding in the exposure loops: x + 1.5 x 2^52 - 1.5 x 2^52 rounds x to the nearest integer (ties to
+// even) for |x| < 2^51 with two additions; Math.round on noisy values compiles to branches that
+// mispredict, and cost 4x the whole rest of the per-pixel work in V8 (57 vs 13 ms per 4-Mpixel pass).
+// The constant is written as a literal (or a function-local const) where it is used: a module-level
+// const is reloaded and hole-checked per pixel.
 
 /** Gaussian draw from a `() => number` source (set-up code only; the frame loop uses the table). */
 function gaussian(random: () => number): number {
@@ -112,6 +144,11 @@ export function createDetectorState(
     }
   }
   for (const i of dead) measured[i] = 0;
+  // Keep the values the packed word can hold, so truth (from relativeGain) and image agree exactly.
+  for (let i = 0; i < size; i++) {
+    relativeGain[i] = Math.round(relativeGain[i] / GAIN_UNIT) * GAIN_UNIT;
+    pedestalAdu[i] = Math.round(pedestalAdu[i] / PEDESTAL_UNIT_ADU) * PEDESTAL_UNIT_ADU;
+  }
   const hot = new Uint8Array(size);
   const hotPixelValuesAdu = new Float32Array(hotList.length);
   hotList.forEach((i, k) => {
@@ -126,6 +163,7 @@ export function createDetectorState(
     hotPixelValuesAdu,
     deadPixels: Int32Array.from(dead),
     hot,
+    gainPedestal: packGainPedestal(measured, relativeGain, pedestalAdu),
   };
 }
 
@@ -152,6 +190,12 @@ export interface Exposure {
   backgroundScale: number;
   /** Expected spot photons per pixel (already shadowed), added to the background. */
   spotPhotons: Float32Array;
+  /**
+   * Where `spotPhotons` is not 0 (repeats allowed), first `spotPixelCount` entries: those pixels are
+   * drawn in a second, sparse pass, so the full pass never reads `spotPhotons`. Absent: found by a scan.
+   */
+  spotPixels?: Int32Array;
+  spotPixelCount?: number;
   /** ADU per photon per panel for this frame. */
   aduPerPhoton: Float64Array;
   /** Per-panel offsets for this frame (common mode), ADU. */
@@ -161,18 +205,27 @@ export interface Exposure {
 }
 
 /**
- * Photons and ADU over one panel's rectangle (rows of `width` pixels, `stride` apart), in one pass.
- * Every input is a parameter so the loop keeps them in registers (closures over mutable locals made V8
- * reload them per pixel); returns the generator state so the stream continues on the next panel.
+ * Background photons and ADU over one panel's rectangle (rows of `width` pixels, `stride` apart), in
+ * one pass; spot pixels are redrawn afterwards by `exposeSpotPixel`. Every input is a parameter so the
+ * loop keeps them in registers (closures over mutable locals made V8 reload them per pixel); returns
+ * the generator state so the stream continues on the next panel.
+ *
+ * Per measured pixel one Mulberry32 word B (its low 16 bits round the mean stochastically onto the
+ * Poisson table grid, its top 16 bits pick the dark-noise quantile) and, where the mean is not 0, a word
+ * A (the Poisson count; its low 16 bits the photon-spread quantile). No data-dependent branch but the
+ * rare extra comparisons of the table lookup: photon spread and dark noise are added unconditionally
+ * (x 0 when off; sqrt(0) = 0 for no photons). Unpredictable branches and memory traffic, not
+ * arithmetic, were what a pixel cost: the loop reads 8 bytes per pixel and writes 4.
  */
 function exposePanelRows(
-  measured: Uint8Array,
-  relativeGain: Float32Array,
-  pedestalAdu: Float32Array,
+  gainPedestal: Int32Array,
   backgroundPhotons: Float32Array,
   scale: number,
-  spotPhotons: Float32Array,
   table: Float32Array,
+  small: Float32Array,
+  guide: Uint8Array,
+  cdfOffset: Int32Array,
+  cdf: Float64Array,
   gain: number,
   offset: number,
   maxAdu: number,
@@ -188,64 +241,142 @@ function exposePanelRows(
 ): number {
   let s = seed | 0;
   const normalAbove = POISSON_NORMAL_ABOVE_MEAN;
-  const expTable = expTableBuilt();
-  const expSteps = EXP_STEPS_PER_UNIT;
-  const reciprocals = reciprocalTable();
+  const steps = POISSON_GRID_STEPS_PER_PHOTON;
+  const guideBits = POISSON_GUIDE_BITS;
+  const guideShift = 32 - POISSON_GUIDE_BITS;
+  const gainUnit = gain * GAIN_UNIT;
+  const pedestalUnit = PEDESTAL_UNIT_ADU;
+  // A literal, not the module constant: V8 reloads (and hole-checks) module bindings inside the loop.
+  const roundMagic = 6755399441055744;
   for (let r = 0; r < rows; r++) {
     const rowStart = start + r * stride;
     const end = rowStart + width;
     for (let i = rowStart; i < end; i++) {
-      if (measured[i] === 0) {
+      const packed = gainPedestal[i];
+      if (packed === 0) {
         out[i] = 0;
         continue;
       }
-      const mu = backgroundPhotons[i] * scale + spotPhotons[i];
+      s = (s + 0x6d2b79f5) | 0;
+      let t = Math.imul(s ^ (s >>> 15), s | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      const b = t ^ (t >>> 14);
+      const mu = backgroundPhotons[i] * scale;
       let photons = 0;
-      let word = 0;
+      let a = 0;
       if (mu > 0) {
         s = (s + 0x6d2b79f5) | 0;
-        let t = Math.imul(s ^ (s >>> 15), s | 1);
+        t = Math.imul(s ^ (s >>> 15), s | 1);
         t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        word = (t ^ (t >>> 14)) >>> 0;
+        a = (t ^ (t >>> 14)) >>> 0;
         if (mu < normalAbove) {
-          // Inversion from P(0) = e^-mu (table, linear interpolation; mu < 30 stays inside it).
-          const u = word * 2.3283064365386963e-10;
-          const scaled = mu * expSteps;
-          const j = scaled | 0;
-          let prob = expTable[j] + (scaled - j) * (expTable[j + 1] - expTable[j]);
-          let cdf = prob;
-          while (u >= cdf) {
-            photons++;
-            prob *= mu * reciprocals[photons];
-            cdf += prob;
-            // u within rounding of 1: the remaining tail is negligible.
-            if (prob < 1e-16 && photons > mu) break;
-          }
+          // j = floor(mu x steps + v), v uniform in [0, 1) from B's low bits.
+          const j = (mu * steps + (b & 0xffff) * 1.52587890625e-5) | 0;
+          const first = cdfOffset[j];
+          let k = guide[(j << guideBits) | (a >>> guideShift)];
+          while (a >= cdf[first + k]) k++;
+          photons = k;
         } else {
-          photons = mu + Math.sqrt(mu) * table[word >>> 16] + ROUND_MAGIC - ROUND_MAGIC;
+          photons = mu + Math.sqrt(mu) * table[a >>> 16] + roundMagic - roundMagic;
           if (photons < 0) photons = 0;
         }
       }
-      let adu = photons * gain * relativeGain[i] + pedestalAdu[i] + offset;
-      if (photons > 0 && photonSpreadAdu > 0) {
-        // The word's low 16 bits: independent of the normal branch's high bits, and for inversion
-        // they move u by < 2^-16, far below any count's probability interval that matters.
-        adu += photonSpreadAdu * Math.sqrt(photons) * table[word & 0xffff];
-      }
-      if (dark > 0) {
-        s = (s + 0x6d2b79f5) | 0;
-        let t = Math.imul(s ^ (s >>> 15), s | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        adu += dark * table[((t ^ (t >>> 14)) >>> 0) >>> 16];
-      }
+      // Quantiles from the small table (the top 12 of the 16 bits); its two edge entries (1 in 2048:
+      // ((j + 1) & 0xfff) < 2 for j = 0 and 4095) go to the full table with all 16.
+      const spreadJ = (a >>> 4) & 0xfff;
+      const spreadZ = ((spreadJ + 1) & 0xfff) < 2 ? table[a & 0xffff] : small[spreadJ];
+      const darkJ = b >>> 20;
+      const darkZ = ((darkJ + 1) & 0xfff) < 2 ? table[b >>> 16] : small[darkJ];
+      let adu =
+        photons * gainUnit * (packed >>> 16) +
+        ((packed << 16) >> 16) * pedestalUnit +
+        offset +
+        photonSpreadAdu * Math.sqrt(photons) * spreadZ +
+        dark * darkZ;
       if (adu > maxAdu) adu = maxAdu;
-      out[i] = round ? adu + ROUND_MAGIC - ROUND_MAGIC : adu;
+      out[i] = round ? adu + roundMagic - roundMagic : adu;
     }
   }
   return s;
 }
 
-/** Exposes one frame into `out` (ADU); pixels with no measurement are 0. */
+/** Per-frame values of one panel that the sparse spot pass needs. */
+interface PanelFrame {
+  gain: number;
+  offset: number;
+  maxAdu: number;
+  photonSpreadAdu: number;
+}
+
+/**
+ * Draws pixel `i` again from scratch with mean `mu` (background plus spot), as the full pass does, with
+ * three fresh words; returns the generator state. Set-up per call is small: a frame has thousands of
+ * spot pixels, not millions.
+ */
+function exposeSpotPixel(
+  i: number,
+  mu: number,
+  packed: number,
+  panel: PanelFrame,
+  dark: number,
+  round: boolean,
+  table: Float32Array,
+  seed: number,
+  out: Float32Array,
+): number {
+  let s = seed | 0;
+  s = (s + 0x6d2b79f5) | 0;
+  let t = Math.imul(s ^ (s >>> 15), s | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  const a = (t ^ (t >>> 14)) >>> 0;
+  s = (s + 0x6d2b79f5) | 0;
+  t = Math.imul(s ^ (s >>> 15), s | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  const b = t ^ (t >>> 14);
+  s = (s + 0x6d2b79f5) | 0;
+  t = Math.imul(s ^ (s >>> 15), s | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  const v = ((t ^ (t >>> 14)) >>> 0) * 2.3283064365386963e-10;
+  let photons = 0;
+  if (mu >= POISSON_NORMAL_ABOVE_MEAN) {
+    photons = mu + Math.sqrt(mu) * table[a >>> 16] + 6755399441055744 - 6755399441055744;
+    if (photons < 0) photons = 0;
+  } else if (mu > 0) photons = poissonFromTables(mu, a, v);
+  let adu =
+    photons * panel.gain * GAIN_UNIT * (packed >>> 16) +
+    ((packed << 16) >> 16) * PEDESTAL_UNIT_ADU +
+    panel.offset +
+    panel.photonSpreadAdu * Math.sqrt(photons) * table[a & 0xffff] +
+    dark * table[b >>> 16];
+  if (adu > panel.maxAdu) adu = panel.maxAdu;
+  out[i] = round ? adu + 6755399441055744 - 6755399441055744 : adu;
+  return s;
+}
+
+/** Whether the panels' rectangles cover every slab pixel (then the full pass writes all of `out`). */
+const slabCovered = new WeakMap<PixelMaps, boolean>();
+function panelsCoverSlab(maps: PixelMaps): boolean {
+  let covered = slabCovered.get(maps);
+  if (covered === undefined) {
+    const seen = new Uint8Array(maps.ssSize * maps.fsSize);
+    const { panels } = maps.geometry;
+    for (let p = 0; p < panels.length; p++) {
+      const panel = panels[p];
+      const ss0 = panel.minSs + maps.layout.panelSsOffset[p];
+      for (let ss = ss0; ss <= ss0 + panel.maxSs - panel.minSs; ss++)
+        seen.fill(1, ss * maps.fsSize + panel.minFs, ss * maps.fsSize + panel.maxFs + 1);
+    }
+    covered = seen.every((x) => x === 1);
+    slabCovered.set(maps, covered);
+  }
+  return covered;
+}
+
+/**
+ * Exposes one frame into `out` (ADU); pixels with no measurement are 0. The full pass draws the
+ * background; the pixels with spot photons are then drawn again with background plus spot (a fresh,
+ * independent draw of the pixel, so overlapping spots listed twice are still counted once).
+ */
 export function exposeFrame(
   maps: PixelMaps,
   state: DetectorState,
@@ -253,29 +384,39 @@ export function exposeFrame(
   exposure: Exposure,
   out: Float32Array,
 ): Float32Array {
-  const { measured, relativeGain, pedestalAdu } = state;
-  const { aduPerPhoton, panelOffsetAdu } = exposure;
-  out.fill(0);
+  const { gainPedestal } = state;
+  const { aduPerPhoton, panelOffsetAdu, backgroundPhotons, backgroundScale, spotPhotons } = exposure;
+  if (!panelsCoverSlab(maps)) out.fill(0);
   let s = exposure.seed | 0;
   const table = normalQuantiles();
+  const small = smallNormalQuantiles();
+  const { guide, offset: cdfOffset, cdf } = poissonTables();
   const { fsSize } = maps;
   const panels = maps.geometry.panels;
   const ssOffsets = maps.layout.panelSsOffset;
+  const panelFrames: PanelFrame[] = panels.map((panel, p) => ({
+    gain: aduPerPhoton[p],
+    offset: panelOffsetAdu[p],
+    maxAdu: panel.maxAdu,
+    photonSpreadAdu: params.photonAduSpreadFraction * aduPerPhoton[p],
+  }));
   for (let p = 0; p < panels.length; p++) {
     const panel = panels[p];
+    const frame = panelFrames[p];
     s = exposePanelRows(
-      measured,
-      relativeGain,
-      pedestalAdu,
-      exposure.backgroundPhotons,
-      exposure.backgroundScale,
-      exposure.spotPhotons,
+      gainPedestal,
+      backgroundPhotons,
+      backgroundScale,
       table,
-      aduPerPhoton[p],
-      panelOffsetAdu[p],
-      panel.maxAdu,
+      small,
+      guide,
+      cdfOffset,
+      cdf,
+      frame.gain,
+      frame.offset,
+      frame.maxAdu,
       params.darkNoiseAdu,
-      params.photonAduSpreadFraction * aduPerPhoton[p],
+      frame.photonSpreadAdu,
       params.roundAdu,
       (panel.minSs + ssOffsets[p]) * fsSize + panel.minFs,
       panel.maxSs - panel.minSs + 1,
@@ -285,8 +426,33 @@ export function exposeFrame(
       out,
     );
   }
-  const { hotPixels, hotPixelValuesAdu } = state;
+  let spotPixels = exposure.spotPixels;
+  let spotPixelCount = exposure.spotPixelCount ?? spotPixels?.length ?? 0;
+  if (spotPixels === undefined) {
+    const found: number[] = [];
+    for (let i = 0; i < spotPhotons.length; i++) if (spotPhotons[i] !== 0) found.push(i);
+    spotPixels = Int32Array.from(found);
+    spotPixelCount = found.length;
+  }
   const { panelIndex } = maps;
+  for (let k = 0; k < spotPixelCount; k++) {
+    const i = spotPixels[k];
+    const packed = gainPedestal[i];
+    if (packed === 0 || spotPhotons[i] === 0) continue;
+    const mu = backgroundPhotons[i] * backgroundScale + spotPhotons[i];
+    s = exposeSpotPixel(
+      i,
+      mu,
+      packed,
+      panelFrames[panelIndex[i]],
+      params.darkNoiseAdu,
+      params.roundAdu,
+      table,
+      s,
+      out,
+    );
+  }
+  const { hotPixels, hotPixelValuesAdu } = state;
   for (let k = 0; k < hotPixels.length; k++) {
     const i = hotPixels[k];
     out[i] = Math.min(hotPixelValuesAdu[k], panels[panelIndex[i]].maxAdu);

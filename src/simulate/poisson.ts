@@ -4,8 +4,9 @@
  * generator and uses the tables built here instead of Math.log / Math.exp / Box-Muller per pixel:
  * - `normalQuantiles()`: 2^16 standard-normal quantiles at bin midpoints; a 32-bit random word's top 16
  *   bits pick one (tails cut at about ±4.3 sigma, i.e. a Gaussian of variance 0.99977).
- * - `expNeg(mean)`: e^-mean from a table with linear interpolation (relative error < 2e-6 on [0, 64)),
- *   for Poisson inversion at small means.
+ * - `smallNormalQuantiles()`: the same at 2^12 levels (L1-sized) for the per-pixel noise terms.
+ * - `poissonTables()`: for small means, per-mean CDFs with a guide table (see there), so a Poisson
+ *   draw costs a lookup and a rarely taken comparison instead of a loop over counts.
  * Above `POISSON_NORMAL_ABOVE_MEAN` the Poisson count is the rounded normal approximation.
  */
 
@@ -57,63 +58,101 @@ export function normalQuantiles(): Float32Array {
   return normalTable;
 }
 
-export const EXP_STEPS_PER_UNIT = 256;
-const EXP_RANGE = 64;
-let expTable: Float64Array | undefined;
+export const SMALL_NORMAL_TABLE_BITS = 12;
+let smallNormalTable: Float32Array | undefined;
 
-/** e^(-j / EXP_STEPS_PER_UNIT) for j = 0 .. 64 x EXP_STEPS_PER_UNIT + 1 (for inlined lookups). */
-export function expTableBuilt(): Float64Array {
-  if (expTable === undefined) {
-    expTable = new Float64Array(EXP_RANGE * EXP_STEPS_PER_UNIT + 2);
-    for (let j = 0; j < expTable.length; j++) expTable[j] = Math.exp(-j / EXP_STEPS_PER_UNIT);
+/**
+ * The same quantiles at 2^12 levels (16 KiB, stays in L1 next to the streams of a frame pass; the
+ * 2^16 table's random reads cost ~15 % of a frame): entry j is the quantile of (j + 0.5) / 2^12. Callers
+ * that land on one of the two outermost entries (p = 2^-11) look their word's 16 bits up in
+ * `normalQuantiles()` instead, so the tails still reach ±4.3 sigma.
+ */
+export function smallNormalQuantiles(): Float32Array {
+  if (smallNormalTable === undefined) {
+    const size = 1 << SMALL_NORMAL_TABLE_BITS;
+    smallNormalTable = new Float32Array(size);
+    for (let j = 0; j < size; j++) smallNormalTable[j] = inverseNormalCdf((j + 0.5) / size);
   }
-  return expTable;
+  return smallNormalTable;
 }
 
-let reciprocals: Float64Array | undefined;
+/** Poisson means are tabulated on a grid of this many steps per photon, up to the normal cut-over. */
+export const POISSON_GRID_STEPS_PER_PHOTON = 32;
+/** The guide table splits [0, 2^32) into 2^POISSON_GUIDE_BITS bins of the uniform word. */
+export const POISSON_GUIDE_BITS = 8;
 
-/** 1 / k for k = 0 .. 1023 (entry 0 unused): the inversion loop multiplies instead of dividing. */
-export function reciprocalTable(): Float64Array {
-  if (reciprocals === undefined) {
-    reciprocals = new Float64Array(1024);
-    for (let k = 1; k < 1024; k++) reciprocals[k] = 1 / k;
-  }
-  return reciprocals;
+/**
+ * Table-driven Poisson inversion for means on the grid m_j = j / POISSON_GRID_STEPS_PER_PHOTON:
+ * `cdf[offset[j] + k]` is P(X <= k) x 2^32 (the last entry of each mean is above any 32-bit word), and
+ * `guide[j << POISSON_GUIDE_BITS | b]` the count at the start of the word's bin b (indexed search, Chen
+ * & Asau). A draw is one lookup plus a comparison loop that runs only in the few bins that hold a CDF
+ * step, so the per-pixel branch is almost always predicted; the old per-count loop mispredicted once or
+ * twice per pixel and dominated the frame.
+ */
+export interface PoissonTables {
+  guide: Uint8Array;
+  offset: Int32Array;
+  cdf: Float64Array;
 }
 
-/** e^-x for x >= 0 from the table (falls back to Math.exp beyond its range). */
-export function expNeg(x: number): number {
-  const table = expTable ?? expTableBuilt();
-  const scaled = x * EXP_STEPS_PER_UNIT;
-  if (!(scaled < EXP_RANGE * EXP_STEPS_PER_UNIT)) return Math.exp(-x);
-  const j = scaled | 0;
-  const t = scaled - j;
-  return table[j] + t * (table[j + 1] - table[j]);
+let poissonTableCache: PoissonTables | undefined;
+
+export function poissonTables(): PoissonTables {
+  if (poissonTableCache !== undefined) return poissonTableCache;
+  const steps = POISSON_GRID_STEPS_PER_PHOTON;
+  const means = POISSON_NORMAL_ABOVE_MEAN * steps + 2; // j up to mean * steps + 1 (stochastic rounding)
+  const bins = 1 << POISSON_GUIDE_BITS;
+  const offset = new Int32Array(means + 1);
+  for (let j = 0; j < means; j++) {
+    const m = j / steps;
+    // Counts whose upper tail is below ~1e-15, plus the sentinel.
+    offset[j + 1] = offset[j] + Math.ceil(m + 9 * Math.sqrt(m) + 12) + 1;
+  }
+  const cdf = new Float64Array(offset[means]);
+  const guide = new Uint8Array(means * bins);
+  for (let j = 0; j < means; j++) {
+    const m = j / steps;
+    const first = offset[j];
+    const last = offset[j + 1] - 1;
+    let p = Math.exp(-m);
+    let sum = p;
+    for (let k = 0; first + k < last; k++) {
+      cdf[first + k] = sum * 4294967296;
+      p *= m / (k + 1);
+      sum += p;
+    }
+    cdf[last] = 8589934592; // sentinel: above every word
+    let k = 0;
+    for (let b = 0; b < bins; b++) {
+      const start = b * (4294967296 / bins);
+      while (start >= cdf[first + k]) k++;
+      guide[j * bins + b] = k;
+    }
+  }
+  poissonTableCache = { guide, offset, cdf };
+  return poissonTableCache;
 }
 
 /**
- * Poisson count by inversion of the CDF with uniform `u` in [0, 1): exact (to the table) for small
- * means; callers switch to the normal approximation at POISSON_NORMAL_ABOVE_MEAN.
+ * Poisson count for `mean` (< POISSON_NORMAL_ABOVE_MEAN) from a uniform 32-bit `word` and a uniform
+ * `v` in [0, 1) that rounds the mean stochastically to its two neighbours on the grid: the mixture has
+ * exactly the mean `mean` and a variance larger by at most 1 / (4 x steps^2) = 2.4e-4 photons^2.
+ * detector.ts inlines the same steps.
  */
-export function poissonByInversion(mean: number, u: number): number {
-  let p = expNeg(mean);
-  let cdf = p;
-  let k = 0;
-  // The cap guards against u ~ 1 with a cdf that rounds short of it.
-  while (u >= cdf && k < 1000) {
-    k++;
-    p *= mean / k;
-    cdf += p;
-    // u within rounding of 1: the remaining tail is negligible.
-    if (p < 1e-16 && k > mean) break;
-  }
+export function poissonFromTables(mean: number, word: number, v: number): number {
+  const { guide, offset, cdf } = poissonTables();
+  const j = (mean * POISSON_GRID_STEPS_PER_PHOTON + v) | 0;
+  const first = offset[j];
+  let k = guide[(j << POISSON_GUIDE_BITS) | (word >>> (32 - POISSON_GUIDE_BITS))];
+  while (word >= cdf[first + k]) k++;
   return k;
 }
 
 /** One Poisson draw from a `() => number` uniform source (for code off the hot path and tests). */
 export function samplePoisson(mean: number, random: () => number): number {
   if (!(mean > 0)) return 0;
-  if (mean < POISSON_NORMAL_ABOVE_MEAN) return poissonByInversion(mean, random());
+  if (mean < POISSON_NORMAL_ABOVE_MEAN)
+    return poissonFromTables(mean, Math.floor(random() * 4294967296), random());
   const z = normalQuantiles()[Math.floor(random() * (1 << NORMAL_TABLE_BITS))];
   return Math.max(0, Math.round(mean + Math.sqrt(mean) * z));
 }

@@ -112,6 +112,9 @@ export interface RenderContext {
   /** Expected background photons (level 'water'-scaled) for the beam values in `backgroundKey`. */
   backgroundPhotons: Float32Array;
   backgroundKey: string;
+  /** The map used before the current one (allocated when a second key appears), and its key. */
+  previousBackgroundPhotons: Float32Array | undefined;
+  previousBackgroundKey: string;
   /** Expected spot photons per pixel of the frame being rendered; zeroed again after each frame. */
   spotPhotons: Float32Array;
   touched: Int32Array;
@@ -149,6 +152,8 @@ export function createRenderContext(
     armAngleRad,
     backgroundPhotons: new Float32Array(size),
     backgroundKey: '',
+    previousBackgroundPhotons: undefined,
+    previousBackgroundKey: '',
     spotPhotons: new Float32Array(size),
     touched: new Int32Array(4096),
   };
@@ -157,23 +162,33 @@ export function createRenderContext(
 /**
  * The background map for this frame's beam. Recomputed only when the camera length changes or the
  * photon energy moves by more than ~0.5 % (SASE jitter leaves the ring where it is), so per-frame
- * jitter does not cost a pass with transcendental functions per pixel.
+ * jitter does not cost a pass with transcendental functions per pixel. The bins are absolute (a frame's
+ * map depends on its own energy, not on which frames a worker rendered before), and the last two maps
+ * are kept: a run's central energy close to a bin edge would otherwise recompute on every other frame.
  */
 function backgroundFor(ctx: RenderContext, conditions: FrameConditions): Float32Array {
   const energyBin = Math.round(Math.log(conditions.photonEnergyEv) / 0.005);
   const key = `${conditions.clenM}:${energyBin}`;
-  if (ctx.backgroundKey !== key) {
+  if (ctx.backgroundKey === key) return ctx.backgroundPhotons;
+  const current = ctx.backgroundPhotons;
+  const currentKey = ctx.backgroundKey;
+  if (ctx.previousBackgroundKey === key && ctx.previousBackgroundPhotons) {
+    ctx.backgroundPhotons = ctx.previousBackgroundPhotons;
+  } else {
+    // The first map goes into the context's own buffer; a second key gets a second buffer.
+    const into =
+      currentKey === '' ? current : (ctx.previousBackgroundPhotons ?? new Float32Array(current.length));
     const photonEnergyEv = Math.exp(energyBin * 0.005);
-    backgroundPhotonMap(
-      ctx.maps,
-      ctx.options,
-      { photonEnergyEv, clenM: conditions.clenM },
-      ctx.jetAngleRad,
-      ctx.backgroundPhotons,
-    );
-    const { shadow, backgroundPhotons } = ctx;
-    for (let i = 0; i < shadow.length; i++) backgroundPhotons[i] *= shadow[i];
-    ctx.backgroundKey = key;
+    const beam = { photonEnergyEv, clenM: conditions.clenM };
+    backgroundPhotonMap(ctx.maps, ctx.options, beam, ctx.jetAngleRad, into);
+    const { shadow } = ctx;
+    for (let i = 0; i < shadow.length; i++) into[i] *= shadow[i];
+    ctx.backgroundPhotons = into;
+  }
+  ctx.backgroundKey = key;
+  if (currentKey !== '') {
+    ctx.previousBackgroundPhotons = current;
+    ctx.previousBackgroundKey = currentKey;
   }
   return ctx.backgroundPhotons;
 }
@@ -274,7 +289,16 @@ export function renderFrame(
     maps,
     detector,
     options,
-    { backgroundPhotons: background, backgroundScale, spotPhotons, aduPerPhoton, panelOffsetAdu, seed },
+    {
+      backgroundPhotons: background,
+      backgroundScale,
+      spotPhotons,
+      spotPixels: ctx.touched,
+      spotPixelCount: touchedCount,
+      aduPerPhoton,
+      panelOffsetAdu,
+      seed,
+    },
     imageAdu,
   );
   for (let j = 0; j < touchedCount; j++) spotPhotons[ctx.touched[j]] = 0;

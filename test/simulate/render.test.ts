@@ -474,3 +474,36 @@ test('pixel values of a spot match a brute-force integral of its profile over ea
     assert.ok(worst < 0.005 * spot.photons, `trial ${trial}: worst pixel error ${worst}`);
   }
 });
+
+test('overlapping spots add their photons once per pixel, whatever the drawing order', () => {
+  // Two spots on the same pixels: every pixel is listed twice for the sparse spot pass.
+  const ctx = createRenderContext(maps, quiet, 7);
+  const twice = renderFrame(
+    ctx,
+    [spotAt(0, 30, 30, 800), spotAt(0, 30.4, 30.2, 800)],
+    conditions,
+    seededRandom(8),
+  );
+  let image = 0;
+  for (const v of twice.imageAdu) image += v;
+  // Below max_adu (the peak pixel expects ~250 photons = 2500 ADU).
+  assert.ok(Math.max(...twice.imageAdu) < 4000);
+  assert.ok(Math.abs(image / 10 - 1600) < 5 * Math.sqrt(1600), `image sum ${image}`);
+  // The scratch is cleared: the next frame without spots has no photons.
+  const empty = renderFrame(ctx, [], conditions, seededRandom(9));
+  assert.ok(empty.imageAdu.every((x) => x === 0));
+});
+
+test('a frame does not depend on the energies of the frames rendered before it', () => {
+  const options: ImagingOptions = { ...defaultImagingOptions, beamstopRadiusM: 0 };
+  const at = (photonEnergyEv: number) => ({ ...conditions, photonEnergyEv });
+  const fresh = (photonEnergyEv: number) =>
+    renderFrame(createRenderContext(maps, options, 5), [], at(photonEnergyEv), seededRandom(3)).imageAdu;
+  // 9000 and 9300 eV use different background maps; the context keeps two and recomputes a third.
+  const ctx = createRenderContext(maps, options, 5);
+  for (const energy of [9000, 9300, 9000, 9600, 9300, 9300, 9000]) {
+    const image = renderFrame(ctx, [], at(energy), seededRandom(3)).imageAdu;
+    assert.deepEqual(image, fresh(energy), `frame at ${energy} eV`);
+  }
+  assert.notDeepEqual(fresh(9000), fresh(9600));
+});
