@@ -435,7 +435,7 @@ const rows: [string, string, string][] = [
 const stockSpots = stock.map((f) => findSpots(f.rendered.imageAdu));
 const stockSizes = allSizes(stockSpots);
 const stockLine = tuningBeamOrFluence
-  ? `With the stock thermolysin preset (fluence x1, its own beam), the same measures give ${pm(stats(stockSpots.map((l) => l.count)))} spots per frame at DIALS' settings, ${medianOf(stockSizes)} / ${fmt(meanOf(stockSizes), 2)} pixels per spot (median / mean) and a median spot of ${fmt(medianOf(allIntensities(stockSpots)), 0)} ADU: the run above changes ${[fluenceScale !== 1 ? `the fluence (x${fluenceScale})` : '', ...Object.entries(beamOverrides).map(([k, v]) => `\`${k}\` to ${v}`)].filter(Boolean).join(' and ')}, the values proposed for the preset.`
+  ? `With the stock thermolysin preset, the same measures give ${pm(stats(stockSpots.map((l) => l.count)))} spots per frame at DIALS' settings, ${medianOf(stockSizes)} / ${fmt(meanOf(stockSizes), 2)} pixels per spot (median / mean) and a median spot of ${fmt(medianOf(allIntensities(stockSpots)), 0)} ADU: the run above changes ${[fluenceScale !== 1 ? `the fluence (x${fluenceScale})` : '', ...Object.entries(beamOverrides).map(([k, v]) => `\`${k}\` to ${v}`)].filter(Boolean).join(' and ')}, against the thermolysin preset's own values.`
   : '';
 const table = [
   '| measure | real frame | simulated |',
@@ -489,9 +489,7 @@ Truth of the simulated frames: ${pm(stats(spotCounts), 0)} spots drawn per frame
 of them detectable (truth rows), ${fmt(meanOf(truthPixels), 2)} mask pixels per truth spot. The
 dispersion finder recovers ${fmt(100 * meanOf(matches.map((m) => m.recall)), 0)} % of the truth spots
 (within 3 px) and ${fmt(100 * meanOf(matches.map((m) => m.precision)), 0)} % of what it finds is a truth spot.
-
-${stockLine}
-
+${stockLine === '' ? '' : `\n${stockLine}\n`}
 ## Radial background
 
 ![radial profile](simulator-realism-radial.svg)
