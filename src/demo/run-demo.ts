@@ -1,34 +1,66 @@
 /**
  * `npm run demo` / `braggflow demo`: the main job on the embedded default detector, with nothing beside
- * the checkout. Today it runs the foundation end to end: geometry -> pixel maps -> a run of frames with
- * exact truth streamed to CXI -> read back lazily -> a PeakNet edge model trained for a few steps with
- * our autodiff on onnxruntime -> inference on a held-out frame -> peaks written as a CXI peak table.
- * Every number printed is computed in this run. (The physics simulator and the producer-consumer
- * pipeline replace the spot generator and the loop here when they land.)
+ * the checkout, end to end:
+ *
+ *   geometry -> physics simulator (hits and misses, exact truth) streamed to CXI -> read back lazily
+ *   -> split into training and held-out frames
+ *   -> peakfinder8 with indexamajig's defaults, and tuned automatically on the training frames
+ *   -> a PeakNet edge model trained on crops of the training frames (truth masks as labels)
+ *   -> all three on the held-out frames, scored against the truth with `braggflow eval`'s matching,
+ *      peaks written as CXI peak tables.
+ *
+ * Every number printed is computed in this run, and the run is seeded.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultGeometry } from '../detector/default-geometry.js';
+import { defaultGeometry, defaultGeometryText } from '../detector/default-geometry.js';
 import { geometryMask, pixelMapsFor, resolutionFor } from '../detector/index.js';
-import { matchPeaks } from '../engine/match.js';
+import { defaultEvalOptions, type EvalReport, evaluatePeaks } from '../engine/eval.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
-import { openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { hostTensor } from '../nn/runtime.js';
-import { segmentPeaks } from '../peaks/segment.js';
-import { defaultSpotFrameOptions, generateSpotFrame } from '../simulate/spots.js';
-import { seededRandom } from '../util/random.js';
+import type { PeakList } from '../peaks/peak-list.js';
+import type { Pf8Params } from '../peaks/peakfinder8.js';
+import { pf8ParamsToJson } from '../peaks/pf8-params.js';
+import type { Pf8Grid } from '../peaks/tune.js';
+import { argmaxRule, createRuleSearch, type DecisionRule, peaksWithRule } from './decision.js';
+import { type InputScaling, modelInput, persistentHotPixels } from './model-input.js';
+import { runPf8Baseline } from './pf8-baseline.js';
+import { simulateRun } from './simulated-run.js';
 import { trainOnCrops } from './train-crops.js';
 
 export interface DemoOptions {
   outDir: string;
   frames: number;
   seed: number;
+  /** Simulator preset (crystal and beam). */
+  preset: string;
+  hitRate: number;
   model: string;
   trainSteps: number;
   cropPx: number;
   batch: number;
+  inputScaling: InputScaling;
+  /** pf8 tuning grid; default demoPf8Grid. */
+  pf8Grid?: Pf8Grid;
+  /** Worker threads for simulating and tuning (0 or 1: this thread). */
+  workers: number;
   log: (line: string) => void;
+}
+
+/** One method's result on the held-out frames. */
+export interface MethodScore {
+  method: string;
+  precision: number;
+  recall: number;
+  f1: number;
+  truePositives: number;
+  falsePositives: number;
+  falseNegatives: number;
+  found: number;
+  /** Median time per held-out frame, ms. */
+  msPerFrame: number;
+  peaksPath: string;
 }
 
 export interface DemoReport {
@@ -39,24 +71,91 @@ export interface DemoReport {
     slabShape: [number, number];
     bestResolutionA: number;
   };
-  run: { path: string; frames: number; truthPeaks: number; writeMs: number; readBackIdentical: boolean };
+  /** Hot pixels found in the training frames and masked for both finders. */
+  hotPixels: number;
+  run: {
+    path: string;
+    streamPath: string;
+    preset: string;
+    frames: number;
+    hits: number;
+    truthPeaks: number;
+    writeMs: number;
+    readBackIdentical: boolean;
+  };
+  split: { trainFrames: number[]; heldOutFrames: number[]; heldOutHits: number; heldOutTruthPeaks: number };
+  pf8: {
+    defaults: Record<string, number | null>;
+    tuned: Record<string, number | null>;
+    paramsPath: string;
+    tuning: {
+      search: string;
+      configurations: number;
+      evaluations: number;
+      seconds: number;
+      workers: number;
+      trainF1: number;
+      rounds: { frames: number; configs: number; bestF1: number }[];
+    };
+  };
   training: {
     model: string;
     params: number;
     steps: number;
+    inputScaling: InputScaling;
+    /** Decision rule chosen on the training frames, its F1 there, and argmax's. */
+    decision: DecisionRule & { trainF1: number; argmaxTrainF1: number };
     firstLoss: number;
     lastLoss: number;
     msPerStep: number;
   };
   inference: {
-    frame: number;
+    frames: number[];
     mpixPerS: number;
     found: number;
     truth: number;
     precision: number;
     recall: number;
+    f1: number;
+    /** The same logits with argmax (margin 0, >= 2 px) instead of the chosen rule. */
+    argmax: { precision: number; recall: number; f1: number; found: number };
   };
+  /** Held-out scores: pf8 defaults, pf8 tuned, the model (micro, radius `radiusPx`). */
+  radiusPx: number;
+  heldOut: MethodScore[];
   peaksPath: string;
+}
+
+/** Frames held out from tuning and training: the last third (at least one). */
+export function heldOutCount(frames: number): number {
+  return Math.max(1, Math.ceil(frames / 3));
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.endsWith('s') ? 'es' : 's'}`;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function paramsText(p: Pf8Params): string {
+  return `--threshold=${p.adcThreshold} --min-snr=${p.minSnr} --min-pix-count=${p.minPixCount} --max-pix-count=${p.maxPixCount} --local-bg-radius=${p.localBgRadius}`;
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) =>
+    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '),
+  );
+}
+
+async function writePeakTable(path: string, peaks: PeakList[], photonEnergyEv: number, clenM: number) {
+  const writer = await createCxiWriter(path);
+  for (const list of peaks) writer.appendFrame({ peaks: list, photonEnergyEv, clenM });
+  writer.close();
+  // Scored as written: what `braggflow eval` reads back.
+  return readPeakTable(path);
 }
 
 export async function runDemo(options: DemoOptions): Promise<DemoReport> {
@@ -71,6 +170,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   let maxInvD = 0;
   for (let i = 0; i < resolution.length; i++) if (resolution[i] > maxInvD) maxInvD = resolution[i];
   const slabShape: [number, number] = [maps.ssSize, maps.fsSize];
+  const [ssSize, fsSize] = slabShape;
   let pixels = 0;
   for (const panel of maps.panelIndex) if (panel >= 0) pixels++;
   log(
@@ -78,48 +178,93 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       `corner resolution ${(1e10 / maxInvD).toFixed(2)} A`,
   );
 
-  // 2. A run with exact truth, streamed to CXI frame by frame.
-  const random = seededRandom(options.seed);
-  const runPath = join(options.outDir, 'run.cxi');
-  const writer = await createCxiWriter(runPath, {
-    frames: { slabShape, dtype: 'float32', compression: 1 },
-    peakGroup: '/entry_1/truth_1',
-    maxPeaks: 256,
+  // 2. A run of the physics simulator with exact truth, streamed to CXI, read back frame by frame.
+  const startSim = performance.now();
+  const sim = await simulateRun({
+    geometry,
+    geometryText: defaultGeometryText,
+    outDir: options.outDir,
+    frames: options.frames,
+    seed: options.seed,
+    preset: options.preset,
+    hitRate: options.hitRate,
+    workers: options.workers,
   });
-  const startWrite = performance.now();
-  const frames = [];
-  let truthPeaks = 0;
-  for (let i = 0; i < options.frames; i++) {
-    const frame = generateSpotFrame(maps, random, defaultSpotFrameOptions);
-    for (let p = 0; p < frame.image.length; p++) if (!goodPixels[p]) frame.image[p] = 0;
-    writer.appendFrame({ peaks: frame.truth, image: frame.image, photonEnergyEv: 9500, clenM: 0.08 });
-    writer.appendExtra('mask', frame.mask, slabShape);
-    frames.push(frame);
-    truthPeaks += frame.truth.count;
-  }
-  writer.close();
-  const writeMs = performance.now() - startWrite;
-  const reader = await openFrameReader(runPath, { expectedSlabShape: slabShape });
-  let identical = reader.frameCount === options.frames;
-  for (let i = 0; i < reader.frameCount && identical; i++) {
-    const back = reader.readFrame(i);
-    for (let p = 0; p < back.length; p++) {
-      if (back[p] !== frames[i].image[p]) {
-        identical = false;
-        break;
-      }
-    }
-  }
-  reader.close();
+  const writeMs = performance.now() - startSim;
+  const { frames } = sim;
+  const truthPeaks = frames.reduce((sum, f) => sum + f.truth.count, 0);
+  const hits = sim.hits.filter(Boolean).length;
+  const photonEnergyEv = sim.summary.photonEnergyEv;
+  const clenM = sim.summary.clenM;
   log(
-    `run       ${runPath}: ${options.frames} frames, ${truthPeaks} true spots, written in ${writeMs.toFixed(0)} ms, ` +
-      `read back ${identical ? 'identical' : 'DIFFERENT'}`,
+    `run       ${sim.cxiPath}: ${frames.length} ${options.preset} frames (${plural(hits, 'hit')}, ${plural(frames.length - hits, 'miss')}), ` +
+      `${truthPeaks} true spots with their mask, simulated, written and read back in ${(writeMs / 1000).toFixed(1)} s: ` +
+      `${sim.readBackIdentical ? 'identical' : 'DIFFERENT'}`,
   );
 
-  // 3. Train an edge model on crops of all frames but the last.
+  // 3. Split: tune and train on the first frames, score everything on the rest.
+  const nHeld = heldOutCount(frames.length);
+  const nTrain = frames.length - nHeld;
+  const trainFrames = Array.from({ length: nTrain }, (_, i) => i);
+  const heldOutFrames = Array.from({ length: nHeld }, (_, i) => nTrain + i);
+  const train = trainFrames.map((i) => frames[i]);
+  const heldOut = heldOutFrames.map((i) => frames[i]);
+  const heldTruth = heldOut.map((f) => f.truth);
+  const heldOutTruthPeaks = heldTruth.reduce((sum, t) => sum + t.count, 0);
+  const heldOutHits = heldOutFrames.filter((i) => sim.hits[i]).length;
+  const range = (list: number[]) =>
+    list.length === 1 ? `${list[0]}` : `${list[0]}-${list[list.length - 1]}`;
+  log(
+    `split     frames ${range(trainFrames)} to tune and train, ${range(heldOutFrames)} held out ` +
+      `(${plural(heldOutHits, 'hit')}, ${plural(nHeld - heldOutHits, 'miss')}, ${heldOutTruthPeaks} true spots)`,
+  );
+
+  // 4. The run's bad-pixel mask, as a beamline makes one: the geometry's bad regions plus the pixels
+  // that are bright on most training frames (hot pixels). Both finders get it.
+  const aduPerPhoton = geometry.panels[0]?.aduPerPhoton ?? 1;
+  const hot = persistentHotPixels(
+    train.map((f) => f.image),
+    aduPerPhoton,
+  );
+  let hotPixels = 0;
+  for (let i = 0; i < hot.length; i++) {
+    if (hot[i] && goodPixels[i]) hotPixels++;
+    if (hot[i]) goodPixels[i] = 0;
+  }
+  log(`mask      geometry bad regions + ${hotPixels} hot pixels (bright on most training frames)`);
+
+  // 5. peakfinder8: defaults, and tuned against the truth of the training frames.
+  const radiusPx = defaultEvalOptions.radiusPx;
+  const pf8 = await runPf8Baseline({
+    geometry,
+    maps,
+    mask: goodPixels,
+    train,
+    heldOut,
+    radiusPx,
+    grid: options.pf8Grid,
+    workers: options.workers > 1 ? options.workers : 0,
+    log,
+  });
+  const paramsPath = join(options.outDir, 'pf8-tuned.json');
+  const tuned = pf8.tuned.params;
+  writeFileSync(
+    paramsPath,
+    `${JSON.stringify({ method: 'pf8', params: pf8ParamsToJson(tuned), f1: pf8.tuning.best.f1 }, null, 2)}\n`,
+  );
+  log(
+    `pf8       tuned on frames ${range(trainFrames)}: ${pf8.tuning.configurations} configurations, successive halving, ` +
+      `${pf8.tuning.evaluations} runs in ${pf8.tuning.seconds.toFixed(1)} s; best ${paramsText(tuned)} ` +
+      `(F1 ${pf8.tuning.best.f1.toFixed(3)} on the training frames) -> ${paramsPath}`,
+  );
+
+  // 6. Train an edge model on crops of the training frames, labels from the truth masks.
   const training = await trainOnCrops({
     model: options.model,
-    frames: frames.slice(0, -1),
+    frames: train,
+    inputScaling: options.inputScaling,
+    aduPerPhoton,
+    goodPixels,
     slabShape,
     inferenceShape: slabShape,
     cropPx: options.cropPx,
@@ -129,40 +274,109 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     log,
   });
   log(
-    `train     ${options.model} (${training.params} params): loss ${training.firstLoss.toFixed(4)} -> ` +
+    `train     ${options.model} (${training.params} params, ${options.inputScaling} input): loss ${training.firstLoss.toFixed(4)} -> ` +
       `${training.lastLoss.toFixed(4)} over ${options.trainSteps} steps, ${training.msPerStep.toFixed(0)} ms/step`,
   );
 
-  // 4. Inference on the held-out frame, whole slab (panels stacked along ss), then peaks from the mask.
-  const heldOut = frames.length - 1;
-  const [ssSize, fsSize] = slabShape;
+  // 7. The decision rule (logit margin, smallest component) that scores best on the training frames,
+  // then inference on the held-out frames with it: whole slab (panels stacked along ss).
   const session = training.inferenceSession;
-  const image = normalise(frames[heldOut].image);
-  const feeds = { [session.inputNames[0]]: hostTensor('float32', [1, 1, ssSize, fsSize], image) };
-  let out = await session.run(feeds); // warm-up: the first run plans memory
+  const logitsOf = async (image: Float32Array) => {
+    const input = modelInput(image, options.inputScaling, aduPerPhoton, goodPixels);
+    const feeds = { [session.inputNames[0]]: hostTensor('float32', [1, 1, ssSize, fsSize], input) };
+    const out = await session.run(feeds);
+    return out[session.outputNames[0]].values as Float32Array;
+  };
+  const modelPeaks: PeakList[] = [];
+  const argmaxPeaks: PeakList[] = [];
   const times: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const start = performance.now();
-    out = await session.run(feeds);
-    times.push((performance.now() - start) / 1000);
+  let decideSeconds = 0;
+  let decision: ReturnType<ReturnType<typeof createRuleSearch>['best']>;
+  try {
+    const startDecide = performance.now();
+    const search = createRuleSearch(radiusPx);
+    for (const frame of train)
+      search.addFrame(await logitsOf(frame.image), frame.image, frame.truth, ssSize, fsSize);
+    decision = search.best();
+    decideSeconds = (performance.now() - startDecide) / 1000;
+    for (const frame of heldOut) {
+      const start = performance.now();
+      const logits = await logitsOf(frame.image);
+      times.push(performance.now() - start);
+      modelPeaks.push(peaksWithRule(logits, frame.image, ssSize, fsSize, decision.rule));
+      argmaxPeaks.push(peaksWithRule(logits, frame.image, ssSize, fsSize, argmaxRule));
+    }
+  } finally {
+    await session.release();
   }
-  const seconds = times.sort((a, b) => a - b)[1]; // median of 3
-  await session.release();
-  const logits = out[session.outputNames[0]].values as Float32Array;
-  const found = segmentPeaks(logits, frames[heldOut].image, ssSize, fsSize, { minPixels: 2 });
-  const match = matchPeaks(found, frames[heldOut].truth, 2);
-  const peaksPath = join(options.outDir, 'peaks.cxi');
-  const peakWriter = await createCxiWriter(peaksPath);
-  peakWriter.appendFrame({ peaks: found, photonEnergyEv: 9500, clenM: 0.08 });
-  peakWriter.close();
-  const written = await readPeakTable(peaksPath);
-  const mpixPerS = (ssSize * fsSize) / 1e6 / seconds;
+  const modelMs = median(times);
+  const mpixPerS = (ssSize * fsSize) / 1e3 / modelMs;
+  const argmaxHeldOut = evaluatePeaks(heldTruth, argmaxPeaks, { ...defaultEvalOptions, radiusPx });
   log(
-    `infer     frame ${heldOut}: ${((ssSize * fsSize) / 1e6).toFixed(2)} Mpix in ${(seconds * 1000).toFixed(0)} ms ` +
-      `(median of 3, ${mpixPerS.toFixed(2)} Mpix/s), ${written[0].count} peaks -> ${peaksPath}; against truth within 2 px: ` +
-      `precision ${match.precision.toFixed(3)}, recall ${match.recall.toFixed(3)}`,
+    `decide    on the training frames: peak pixel where logit(peak) - logit(bg) > ${decision.rule.marginLogit}, ` +
+      `components >= ${decision.rule.minPixels} px (F1 ${decision.f1.toFixed(3)} there, argmax ${decision.argmaxF1.toFixed(3)}; ${decideSeconds.toFixed(1)} s)`,
+  );
+  log(
+    `infer     ${nHeld} held-out frame(s): ${((ssSize * fsSize) / 1e6).toFixed(2)} Mpix in ${modelMs.toFixed(0)} ms ` +
+      `(median, ${mpixPerS.toFixed(2)} Mpix/s)`,
   );
 
+  // 8. Score all three on the held-out frames as `braggflow eval` does, from the tables as written.
+  const evalOptions = { ...defaultEvalOptions, radiusPx };
+  const methods = [
+    {
+      method: 'pf8 defaults',
+      file: 'pf8-defaults.cxi',
+      peaks: pf8.defaults.peaks,
+      ms: pf8.defaults.msPerFrame,
+    },
+    { method: 'pf8 tuned', file: 'pf8-tuned.cxi', peaks: pf8.tuned.peaks, ms: pf8.tuned.msPerFrame },
+    { method: options.model, file: 'peaks.cxi', peaks: modelPeaks, ms: modelMs },
+  ];
+  const heldOutScores: MethodScore[] = [];
+  let modelEval: EvalReport | undefined;
+  for (const m of methods) {
+    const path = join(options.outDir, m.file);
+    const written = await writePeakTable(path, m.peaks, photonEnergyEv, clenM);
+    const report = evaluatePeaks(heldTruth, written, evalOptions);
+    if (m.file === 'peaks.cxi') modelEval = report;
+    heldOutScores.push({
+      method: m.method,
+      precision: report.micro.precision,
+      recall: report.micro.recall,
+      f1: report.micro.f1,
+      truePositives: report.micro.truePositives,
+      falsePositives: report.micro.falsePositives,
+      falseNegatives: report.micro.falseNegatives,
+      found: report.predictedPeaks,
+      msPerFrame: m.ms,
+      peaksPath: path,
+    });
+  }
+  const f3 = (x: number) => x.toFixed(3);
+  log(
+    `held out  frames ${range(heldOutFrames)}, ${heldOutTruthPeaks} true spots, matched one-to-one within ${radiusPx} px (as braggflow eval):`,
+  );
+  for (const line of table([
+    ['  method', 'precision', 'recall', 'F1', 'found', 'matched', 'ms/frame'],
+    ...heldOutScores.map((s) => [
+      `  ${s.method}`,
+      f3(s.precision),
+      f3(s.recall),
+      f3(s.f1),
+      String(s.found),
+      String(s.truePositives),
+      s.msPerFrame.toFixed(0),
+    ]),
+  ]))
+    log(line);
+  const peaksPath = join(options.outDir, 'peaks.cxi');
+  log(
+    `peaks     ${methods.map((m) => m.file).join(', ')} in ${options.outDir}; e.g. braggflow eval --truth ${sim.cxiPath} ` +
+      `--truth-frames ${nTrain}:${frames.length} --pred ${peaksPath}`,
+  );
+
+  const model = modelEval as EvalReport;
   return {
     detector: {
       name: geometry.sourcePath ?? 'default',
@@ -171,36 +385,59 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       slabShape,
       bestResolutionA: 1e10 / maxInvD,
     },
-    run: { path: runPath, frames: options.frames, truthPeaks, writeMs, readBackIdentical: identical },
+    run: {
+      path: sim.cxiPath,
+      streamPath: sim.streamPath,
+      preset: options.preset,
+      frames: frames.length,
+      hits,
+      truthPeaks,
+      writeMs,
+      readBackIdentical: sim.readBackIdentical,
+    },
+    hotPixels,
+    split: { trainFrames, heldOutFrames, heldOutHits, heldOutTruthPeaks },
+    pf8: {
+      defaults: pf8ParamsToJson(pf8.defaults.params),
+      tuned: pf8ParamsToJson(tuned),
+      paramsPath,
+      tuning: {
+        search: pf8.tuning.search,
+        configurations: pf8.tuning.configurations,
+        evaluations: pf8.tuning.evaluations,
+        seconds: pf8.tuning.seconds,
+        workers: pf8.tuning.workers,
+        trainF1: pf8.tuning.best.f1,
+        rounds: pf8.tuning.rounds,
+      },
+    },
     training: {
       model: options.model,
       params: training.params,
       steps: options.trainSteps,
+      inputScaling: options.inputScaling,
+      decision: { ...decision.rule, trainF1: decision.f1, argmaxTrainF1: decision.argmaxF1 },
       firstLoss: training.firstLoss,
       lastLoss: training.lastLoss,
       msPerStep: training.msPerStep,
     },
     inference: {
-      frame: heldOut,
+      frames: heldOutFrames,
       mpixPerS,
-      found: written[0].count,
-      truth: frames[heldOut].truth.count,
-      precision: match.precision,
-      recall: match.recall,
+      found: model.predictedPeaks,
+      truth: model.truthPeaks,
+      precision: model.micro.precision,
+      recall: model.micro.recall,
+      f1: model.micro.f1,
+      argmax: {
+        precision: argmaxHeldOut.micro.precision,
+        recall: argmaxHeldOut.micro.recall,
+        f1: argmaxHeldOut.micro.f1,
+        found: argmaxHeldOut.predictedPeaks,
+      },
     },
+    radiusPx,
+    heldOut: heldOutScores,
     peaksPath,
   };
-}
-
-/** Per-event instance normalisation (mean/variance over the frame, eps 1e-6), as the reference system. */
-export function normalise(image: Float32Array): Float32Array {
-  let mean = 0;
-  for (let i = 0; i < image.length; i++) mean += image[i];
-  mean /= image.length;
-  let variance = 0;
-  for (let i = 0; i < image.length; i++) variance += (image[i] - mean) ** 2;
-  const scale = 1 / Math.sqrt(variance / image.length + 1e-6);
-  const out = new Float32Array(image.length);
-  for (let i = 0; i < image.length; i++) out[i] = (image[i] - mean) * scale;
-  return out;
 }

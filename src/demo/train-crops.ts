@@ -1,24 +1,34 @@
 /**
- * Trains a PeakNet on random crops of labelled frames: the smallest honest training run, used by the
- * demo. Crops are centred near a true spot 70% of the time so the rare peak class is seen every step.
+ * Trains a PeakNet on random crops of labelled frames (the simulator's truth masks): the smallest
+ * honest training run, used by the demo. Crops hold a true spot 70% of the time so the rare peak class
+ * is seen every step; the rest are anywhere (misses included), so the model also sees empty background.
  */
 import { createProgress } from '../cli/progress.js';
 import type { Session } from '../nn/runtime.js';
-import type { SpotFrame } from '../simulate/spots.js';
 import { Trainer } from '../train/trainer.js';
 import { seededRandom } from '../util/random.js';
-import { normalise } from './run-demo.js';
+import { type InputScaling, modelInput } from './model-input.js';
+import type { LabelledFrame } from './simulated-run.js';
 
 export interface CropTrainingOptions {
   /** [ss, fs] the trained model will serve; multiples of 32. */
   inferenceShape: [number, number];
   model: string;
-  frames: readonly SpotFrame[];
+  frames: readonly LabelledFrame[];
+  /** How frames become model input (the same at inference). */
+  inputScaling: InputScaling;
+  aduPerPhoton: number;
+  /** 1 = good pixel; the others read as 0 ADU (as at inference). */
+  goodPixels?: Uint8Array;
   slabShape: [number, number];
   cropPx: number;
   batch: number;
   steps: number;
   seed: number;
+  /** Focal-loss class weights [background, peak]; default the trainer's. */
+  focalAlpha?: [number, number];
+  /** Fraction of crops placed over a true spot (default 0.7). */
+  spotCropFraction?: number;
   log: (line: string) => void;
 }
 
@@ -35,6 +45,7 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
   const { cropPx, batch, frames } = options;
   const [ssSize, fsSize] = options.slabShape;
   const random = seededRandom(options.seed + 1);
+  const spotCropFraction = options.spotCropFraction ?? 0.7;
   const trainer = await Trainer.create({
     model: options.model,
     training: {
@@ -44,9 +55,12 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
       seed: options.seed,
       // A short run: a high peak rate with a brief warm-up, cosine to 10% by the last step.
       schedule: { peakLr: 4e-3, warmupSteps: 5, totalSteps: options.steps, minLr: 4e-4 },
+      ...(options.focalAlpha ? { focal: { alpha: options.focalAlpha, gamma: 2 } } : {}),
     },
   });
-  const normalised = frames.map((f) => normalise(f.image));
+  const normalised = frames.map((f) =>
+    modelInput(f.image, options.inputScaling, options.aduPerPhoton, options.goodPixels),
+  );
   const image = new Float32Array(batch * cropPx * cropPx);
   const target = new Uint8Array(batch * cropPx * cropPx);
   const losses: number[] = [];
@@ -58,7 +72,7 @@ export async function trainOnCrops(options: CropTrainingOptions): Promise<CropTr
       const frame = frames[k];
       let ss0: number;
       let fs0: number;
-      if (random() < 0.7 && frame.truth.count > 0) {
+      if (random() < spotCropFraction && frame.truth.count > 0) {
         const p = Math.floor(random() * frame.truth.count);
         ss0 = Math.round(frame.truth.ss[p] - random() * cropPx);
         fs0 = Math.round(frame.truth.fs[p] - random() * cropPx);

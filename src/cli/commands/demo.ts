@@ -15,25 +15,57 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description('Run the main job end to end on the embedded default detector (no files or servers needed)')
-    .option('--out <dir>', 'where to write run.cxi and peaks.cxi', join(tmpdir(), 'braggflow-demo'))
-    .option('--frames <n>', 'frames in the run', '8')
+    .option(
+      '--out <dir>',
+      'where to write run.cxi, run.stream, pf8-tuned.json and the peak tables',
+      join(tmpdir(), 'braggflow-demo'),
+    )
+    .option('--frames <n>', 'frames in the run (the last third is held out from tuning and training)', '12')
     .option('--seed <n>', 'random seed', '1')
+    .option('--preset <name>', 'simulator preset: thermolysin, lysozyme or photosystem', 'thermolysin')
+    .option('--hit-rate <p>', 'fraction of frames with crystals', '0.75')
     .option('--model <name>', 'PeakNet configuration to train', 'peaknet-yocto-1x16-h16')
-    .option('--steps <n>', 'training steps', '400')
+    .option('--steps <n>', 'training steps', '800')
     .option('--crop <px>', 'training crop size, a multiple of 32', '256')
     .option('--batch <n>', 'training batch', '2')
+    .option(
+      '--input <scaling>',
+      'model input: zscore (per-frame z-score of ADU) or asinh (asinh of photons, then z-score)',
+      'zscore',
+    )
+    .option(
+      '--grid <spec>',
+      'pf8 tuning grid as for braggflow tune, e.g. "threshold=10,20;min-snr=4,5" (default: a 270-point grid for this detector)',
+    )
+    .option('--workers <n>', 'worker threads for simulating and tuning', '2')
     .option('--json', 'print the report as JSON')
     .action(
       async (options: {
         out: string;
         frames: string;
         seed: string;
+        preset: string;
+        hitRate: string;
         model: string;
         steps: string;
         crop: string;
         batch: string;
+        input: string;
+        workers: string;
+        grid?: string;
         json?: boolean;
       }) => {
+        const hitRate = Number(options.hitRate);
+        if (!(hitRate >= 0 && hitRate <= 1))
+          throw new UserError(`--hit-rate must be between 0 and 1, got '${options.hitRate}'`);
+        const { inputScalings } = await import('../../demo/model-input.js');
+        const inputScaling = inputScalings.find((name) => name === options.input);
+        if (inputScaling === undefined)
+          throw new UserError(`--input must be ${inputScalings.join(' or ')}, got '${options.input}'`);
+        const { presetByName } = await import('../../simulate/presets.js');
+        presetByName(options.preset);
+        const { parseGrid } = await import('../../peaks/tune.js');
+        const pf8Grid = options.grid === undefined ? undefined : parseGrid(options.grid);
         const { runDemo } = await import('../../demo/run-demo.js');
         const log = options.json
           ? (line: string) => process.stderr.write(`${line}\n`)
@@ -42,10 +74,15 @@ export function register(program: Command): void {
           outDir: options.out,
           frames: Math.max(2, positiveInt('--frames', options.frames)),
           seed: positiveInt('--seed', options.seed),
+          preset: options.preset,
+          hitRate,
           model: options.model,
           trainSteps: positiveInt('--steps', options.steps),
           cropPx: Number(options.crop),
           batch: Number(options.batch),
+          inputScaling,
+          pf8Grid,
+          workers: positiveInt('--workers', options.workers),
           log,
         });
         if (options.json) printJson(report);
