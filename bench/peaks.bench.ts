@@ -17,6 +17,7 @@ import type { PeaksTask, PeaksWorkerData } from '../src/peaks/peaks-worker.js';
 import { generateSpotFrame } from '../src/simulate/spots.js';
 import { seededRandom } from '../src/util/random.js';
 import { createWorkerPool, workerScriptUrl } from '../src/util/worker-pool.js';
+import { jungfrau4MGeometryText } from './detectors.js';
 
 const shared = resolve('..', 'shared', 'data');
 if (!existsSync(shared)) {
@@ -35,8 +36,8 @@ interface Detector {
   frames: Float32Array[];
 }
 
-function load(name: string, geometryPath: string): Omit<Detector, 'frames'> {
-  const geometryText = readFileSync(geometryPath, 'utf8');
+function load(name: string, geometryPath: string, text?: string): Omit<Detector, 'frames'> {
+  const geometryText = text ?? readFileSync(geometryPath, 'utf8');
   const maps = computePixelMaps(parseGeometry(geometryText, geometryPath));
   return { name, geometryPath, geometryText, maps, mask: geometryMask(maps) };
 }
@@ -45,24 +46,30 @@ const cspad = load('CSPAD (real frame)', resolve(shared, 'real/cspad-thermolysin
 const reader = await openFrameReader(resolve(shared, 'real/cspad-thermolysin.cxi'));
 const cspadFrame = new Float32Array(reader.readFrame(0));
 reader.close();
-const jungfrau = load('Jungfrau 4M (generated)', resolve(shared, 'geometry/jungfrau4M.geom'));
+const jungfrau = load('Jungfrau 4M, 8 x 1024 x 512 (generated)', 'jungfrau4M', jungfrau4MGeometryText());
+const sharedJungfrau = load(
+  '../shared jungfrau4M.geom, 64 panels (generated)',
+  resolve(shared, 'geometry/jungfrau4M.geom'),
+);
 const random = seededRandom(7);
-const jungfrauFrames = [0, 1, 2].map(() => {
-  const frame = generateSpotFrame(jungfrau.maps, random, {
-    minSpots: 50,
-    maxSpots: 150,
-    spotSigmaPx: 1,
-    minSpotPhotons: 300,
-    maxSpotPhotons: 5000,
-    backgroundPhotons: 8,
-    backgroundScalePx: 600,
-    gain: 10,
-  }).image;
-  return frame;
-});
+const generatedFrames = (maps: PixelMaps) =>
+  [0, 1, 2].map(() => {
+    const frame = generateSpotFrame(maps, random, {
+      minSpots: 50,
+      maxSpots: 150,
+      spotSigmaPx: 1,
+      minSpotPhotons: 300,
+      maxSpotPhotons: 5000,
+      backgroundPhotons: 8,
+      backgroundScalePx: 600,
+      gain: 10,
+    }).image;
+    return frame;
+  });
 const detectors: Detector[] = [
   { ...cspad, frames: [cspadFrame] },
-  { ...jungfrau, frames: jungfrauFrames },
+  { ...jungfrau, frames: generatedFrames(jungfrau.maps) },
+  { ...sharedJungfrau, frames: generatedFrames(sharedJungfrau.maps) },
 ];
 
 const pf8Spec = (name: string): PeakFinderSpec => ({
