@@ -23,6 +23,7 @@ import type { PeakList } from '../peaks/peak-list.js';
 import type { Pf8Params } from '../peaks/peakfinder8.js';
 import { pf8ParamsToJson } from '../peaks/pf8-params.js';
 import type { Pf8Grid } from '../peaks/tune.js';
+import { formatTable } from '../util/table.js';
 import { argmaxRule, createRuleSearch, type DecisionRule, peaksWithRule } from './decision.js';
 import { type InputScaling, modelInput, persistentHotPixels } from './model-input.js';
 import { runPf8Baseline } from './pf8-baseline.js';
@@ -141,13 +142,6 @@ function median(values: number[]): number {
 
 function paramsText(p: Pf8Params): string {
   return `--threshold=${p.adcThreshold} --min-snr=${p.minSnr} --min-pix-count=${p.minPixCount} --max-pix-count=${p.maxPixCount} --local-bg-radius=${p.localBgRadius}`;
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  return rows.map((row) =>
-    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '),
-  );
 }
 
 async function writePeakTable(path: string, peaks: PeakList[], photonEnergyEv: number, clenM: number) {
@@ -357,18 +351,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   log(
     `held out  frames ${range(heldOutFrames)}, ${heldOutTruthPeaks} true spots, matched one-to-one within ${radiusPx} px (as braggflow eval):`,
   );
-  for (const line of table([
-    ['  method', 'precision', 'recall', 'F1', 'found', 'matched', 'ms/frame'],
-    ...heldOutScores.map((s) => [
-      `  ${s.method}`,
-      f3(s.precision),
-      f3(s.recall),
-      f3(s.f1),
-      String(s.found),
-      String(s.truePositives),
-      s.msPerFrame.toFixed(0),
-    ]),
-  ]))
+  for (const line of formatTable(
+    [
+      ['  method', 'precision', 'recall', 'F1', 'found', 'matched', 'ms/frame'],
+      ...heldOutScores.map((s) => [
+        `  ${s.method}`,
+        // Nothing found: precision is undefined (eval's convention scores it 1), so show a dash.
+        s.found === 0 ? '-' : f3(s.precision),
+        f3(s.recall),
+        f3(s.f1),
+        String(s.found),
+        String(s.truePositives),
+        s.msPerFrame.toFixed(0),
+      ]),
+    ],
+    'right',
+  ).split('\n'))
     log(line);
   const peaksPath = join(options.outDir, 'peaks.cxi');
   log(

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { EvalReport } from '../../engine/eval.js';
 import { UserError } from '../../util/errors.js';
 import { frameRangeWithin } from '../../util/frame-range.js';
-import { formatTable, printJson } from '../output.js';
+import { formatTable } from '../../util/table.js';
+import { printJson } from '../output.js';
 
 /** Per-frame rows printed before we point to --json instead. */
 const MAX_FRAME_ROWS = 20;

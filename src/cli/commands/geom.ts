@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { formatTable, printJson } from '../output.js';
+import { formatTable } from '../../util/table.js';
+import { printJson } from '../output.js';
 
 const PANEL_ROWS = 8;
 
