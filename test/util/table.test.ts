@@ -9,6 +9,9 @@ test('formatTable aligns columns, right-aligns numbers on request and trims line
     ['model', '0.82', ''],
   ];
   assert.equal(formatTable(rows), 'method     F1     found\npf8 tuned  0.913  398\nmodel      0.82');
-  assert.equal(formatTable(rows, 'right'), 'method        F1  found\npf8 tuned  0.913    398\nmodel       0.82');
+  assert.equal(
+    formatTable(rows, 'right'),
+    'method        F1  found\npf8 tuned  0.913    398\nmodel       0.82',
+  );
   assert.equal(formatTable([]), '');
 });
