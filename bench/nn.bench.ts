@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Trainer } from '../src/train/trainer.js';
+import { median } from '../src/util/stats.js';
 
 const MODEL = 'peaknet-atto-1x32-h32';
 const BATCH = 4;
@@ -24,12 +25,6 @@ const STEPS = Number(process.env.BENCH_NN_STEPS ?? 5);
 const WARMUP = 2;
 const PYTHON = '/usr/bin/python3';
 const TORCH_SCRIPT = join(import.meta.dirname, 'torch', 'peaknet.py');
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : 0.5 * (s[mid - 1] + s[mid]);
-}
 
 /** Deterministic pseudo-random batch: noise image, ~1% peak pixels. */
 function makeBatch(): { image: Float32Array; target: Uint8Array } {

@@ -10,6 +10,7 @@ import type { Geometry } from '../io/geom.js';
 import type { PeakList } from '../peaks/peak-list.js';
 import { createPf8Context, defaultPf8Params, type Pf8Params, peakfinder8 } from '../peaks/peakfinder8.js';
 import { createPf8Scorer, expandGrid, type Pf8Grid, type TuneResult, tunePf8 } from '../peaks/tune.js';
+import { median } from '../util/stats.js';
 import type { LabelledFrame } from './simulated-run.js';
 
 /**
@@ -51,12 +52,6 @@ export interface Pf8Baseline {
   defaults: Pf8Run;
   tuned: Pf8Run;
   tuning: TuneResult & { configurations: number; seconds: number; workers: number };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 export async function runPf8Baseline(options: Pf8BaselineOptions): Promise<Pf8Baseline> {

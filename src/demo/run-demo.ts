@@ -23,6 +23,7 @@ import type { PeakList } from '../peaks/peak-list.js';
 import type { Pf8Params } from '../peaks/peakfinder8.js';
 import { pf8ParamsToJson } from '../peaks/pf8-params.js';
 import type { Pf8Grid } from '../peaks/tune.js';
+import { median } from '../util/stats.js';
 import { formatTable } from '../util/table.js';
 import { argmaxRule, createRuleSearch, type DecisionRule, peaksWithRule } from './decision.js';
 import { type InputScaling, modelInput, persistentHotPixels } from './model-input.js';
@@ -133,12 +134,6 @@ export function heldOutCount(frames: number): number {
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : word.endsWith('s') ? 'es' : 's'}`;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 function paramsText(p: Pf8Params): string {
   return `--threshold=${p.adcThreshold} --min-snr=${p.minSnr} --min-pix-count=${p.minPixCount} --max-pix-count=${p.maxPixCount} --local-bg-radius=${p.localBgRadius}`;

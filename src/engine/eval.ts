@@ -7,7 +7,9 @@
  * frame has at least minPeaks peaks" of the prediction against the same decision on the truth.
  */
 import { UserError } from '../util/errors.js';
-import { matchPeaks, type PointSet } from './match.js';
+import { matchPeaks, type PointSet, type Scores, scoresFromCounts } from './match.js';
+
+export { type Scores, scoresFromCounts } from './match.js';
 
 export interface EvalOptions {
   /** Match radius, pixels (inclusive). */
@@ -31,12 +33,6 @@ export interface FrameScore {
   meanDistancePx: number;
   truthHit: boolean;
   predictedHit: boolean;
-}
-
-export interface Scores {
-  precision: number;
-  recall: number;
-  f1: number;
 }
 
 export interface CountScores extends Scores {
@@ -64,14 +60,6 @@ export interface EvalReport {
   meanDistancePx: number;
   hits: HitScores;
   perFrame: FrameScore[];
-}
-
-/** Precision and recall from counts (1 when the denominator is empty, as matchPeaks) and their F1. */
-export function scoresFromCounts(matched: number, predicted: number, truth: number): Scores {
-  const precision = predicted === 0 ? 1 : matched / predicted;
-  const recall = truth === 0 ? 1 : matched / truth;
-  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
-  return { precision, recall, f1 };
 }
 
 function checkOptions(options: EvalOptions): void {

@@ -13,6 +13,23 @@ export interface PointSet {
   ss: ArrayLike<number>;
 }
 
+export interface Scores {
+  precision: number;
+  recall: number;
+  f1: number;
+}
+
+/**
+ * Precision and recall from counts (1 when the denominator is empty: nothing found is not a wrong
+ * peak, no reference is nothing missed) and their F1. The one formula every score in the project uses.
+ */
+export function scoresFromCounts(matched: number, found: number, reference: number): Scores {
+  const precision = found === 0 ? 1 : matched / found;
+  const recall = reference === 0 ? 1 : matched / reference;
+  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+  return { precision, recall, f1 };
+}
+
 export interface MatchResult {
   /** For each found peak, the index of its reference peak, or -1. */
   foundToRef: Int32Array;
@@ -109,17 +126,12 @@ export function matchPeaks(found: PointSet, reference: PointSet, radiusPx: numbe
       distanceSum += cost[r * cols.length + c];
     }
   }
-  const precision = found.count === 0 ? 1 : matched / found.count;
-  const recall = reference.count === 0 ? 1 : matched / reference.count;
-  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
   return {
     foundToRef,
     matched,
     found: found.count,
     reference: reference.count,
-    precision,
-    recall,
-    f1,
+    ...scoresFromCounts(matched, found.count, reference.count),
     meanDistancePx: matched === 0 ? 0 : distanceSum / matched,
   };
 }

@@ -5,8 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
-import { geometryMask } from '../detector/mask.js';
-import { applyMaskFiles, readMaskDataset } from '../detector/mask-file.js';
+import { buildMask, readMaskDataset } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { cbfToSlab, readCbf } from '../io/cbf.js';
 import { defaultPeakGroup } from '../io/cxi-peaks.js';
@@ -61,8 +60,7 @@ function isCbf(path: string): boolean {
 
 async function buildRunMask(maps: PixelMaps, options: RunPeaksOptions): Promise<Uint8Array> {
   const firstHdf5 = options.inputs.find((path) => !isCbf(path));
-  const mask = geometryMask(maps);
-  await applyMaskFiles(mask, maps, { dataFile: firstHdf5 });
+  const mask = await buildMask(maps, { dataFile: firstHdf5 });
   const slabPixels = maps.ssSize * maps.fsSize;
   for (const spec of options.maskFiles ?? []) {
     const colon = spec.lastIndexOf(':');

@@ -12,7 +12,7 @@
  * configuration listed first in the grid.
  */
 import { computePixelMaps } from '../detector/pixel-maps.js';
-import { matchPeaks, type PointSet } from '../engine/match.js';
+import { matchPeaks, type PointSet, scoresFromCounts } from '../engine/match.js';
 import type { Geometry } from '../io/geom.js';
 import { heatmapSvg } from '../plot/svg.js';
 import { UserError } from '../util/errors.js';
@@ -140,10 +140,7 @@ export interface Scored extends PeakCounts {
 }
 
 export function scoreCounts(counts: PeakCounts): Scored {
-  const precision = counts.found === 0 ? 1 : counts.matched / counts.found;
-  const recall = counts.reference === 0 ? 1 : counts.matched / counts.reference;
-  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
-  return { ...counts, precision, recall, f1 };
+  return { ...counts, ...scoresFromCounts(counts.matched, counts.found, counts.reference) };
 }
 
 /** What a worker (or the main thread when workers = 0) holds for the whole search. */

@@ -30,6 +30,7 @@ import type { PeakTable, ReflectionTable, StreamChunk, StreamCrystal } from '../
 import { createStreamWriter, type StreamWriter } from '../io/stream/writer.js';
 import { createPeakList, type PeakList, peakColumns } from '../peaks/peak-list.js';
 import { UserError } from '../util/errors.js';
+import { median } from '../util/stats.js';
 import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
 import { latticeTypeOf, screwAxesOf, validateCell } from './cell.js';
 import {
@@ -88,13 +89,6 @@ const crystfelHalfPixel = 0.5;
 function literalEnergyEv(geometry: Geometry): number | undefined {
   const spec = geometry.panels[0]?.photonEnergy ?? geometry.photonEnergy;
   return spec?.kind === 'value' ? spec.photonEnergyEv : undefined;
-}
-
-function median(values: number[]): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function stats(values: number[]): Stats {

@@ -2,14 +2,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../util/errors.js';
+import { integerOption } from '../options.js';
 import { printJson } from '../output.js';
-
-function positiveInt(name: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value <= 0)
-    throw new UserError(`${name} must be a positive integer, got '${text}'`);
-  return value;
-}
 
 export function register(program: Command): void {
   program
@@ -72,17 +66,17 @@ export function register(program: Command): void {
           : (line: string) => console.log(line);
         const report = await runDemo({
           outDir: options.out,
-          frames: Math.max(2, positiveInt('--frames', options.frames)),
-          seed: positiveInt('--seed', options.seed),
+          frames: Math.max(2, integerOption('--frames', options.frames)),
+          seed: integerOption('--seed', options.seed),
           preset: options.preset,
           hitRate,
           model: options.model,
-          trainSteps: positiveInt('--steps', options.steps),
-          cropPx: Number(options.crop),
-          batch: Number(options.batch),
+          trainSteps: integerOption('--steps', options.steps),
+          cropPx: integerOption('--crop', options.crop),
+          batch: integerOption('--batch', options.batch),
           inputScaling,
           pf8Grid,
-          workers: positiveInt('--workers', options.workers),
+          workers: integerOption('--workers', options.workers),
           log,
         });
         if (options.json) printJson(report);

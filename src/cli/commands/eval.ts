@@ -3,6 +3,7 @@ import type { EvalReport } from '../../engine/eval.js';
 import { UserError } from '../../util/errors.js';
 import { frameRangeWithin } from '../../util/frame-range.js';
 import { formatTable } from '../../util/table.js';
+import { integerOption, numberOption } from '../options.js';
 import { printJson } from '../output.js';
 
 /** Per-frame rows printed before we point to --json instead. */
@@ -17,13 +18,6 @@ interface EvalCliOptions {
   minPeaks: string;
   truthFrames?: string;
   json?: boolean;
-}
-
-function number(name: string, text: string, integer: boolean): number {
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value)))
-    throw new UserError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got '${text}'`);
-  return value;
 }
 
 const f3 = (x: number) => x.toFixed(3);
@@ -79,8 +73,8 @@ function printHuman(report: EvalReport, truthFile: string, predFile: string): vo
 }
 
 async function run(options: EvalCliOptions): Promise<void> {
-  const radiusPx = number('radius', options.radius, false);
-  const minPeaks = number('min-peaks', options.minPeaks, true);
+  const radiusPx = numberOption('--radius', options.radius);
+  const minPeaks = integerOption('--min-peaks', options.minPeaks, 0);
   const { readPeakLists } = await import('../../engine/labels.js');
   const { evaluatePeaks } = await import('../../engine/eval.js');
   let truth = await readPeakLists(options.truth, options.truthGroup);

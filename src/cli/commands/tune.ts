@@ -6,6 +6,7 @@ import type { Pf8Params } from '../../peaks/peakfinder8.js';
 import type { F1Surface, Scored, SearchKind, TuneResult } from '../../peaks/tune.js';
 import { UserError } from '../../util/errors.js';
 import { frameRangeWithin } from '../../util/frame-range.js';
+import { integerOption, numberOption } from '../options.js';
 import { printJson } from '../output.js';
 import { createProgress, type Progress } from '../progress.js';
 
@@ -26,13 +27,6 @@ interface TuneCliOptions {
   plot?: string;
   heldoutModules?: string;
   json?: boolean;
-}
-
-function positiveInt(name: string, text: string, min = 1): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min)
-    throw new UserError(`--${name} must be an integer >= ${min}, got '${text}'`);
-  return value;
 }
 
 const f3 = (x: number) => x.toFixed(3);
@@ -58,16 +52,16 @@ async function run(options: TuneCliOptions): Promise<void> {
   if (options.search !== 'grid' && options.search !== 'halving')
     throw new UserError(`--search must be grid or halving, got '${options.search}'`);
   const search = options.search as SearchKind;
-  const radiusPx = Number(options.radius);
-  if (!(radiusPx >= 0) || !Number.isFinite(radiusPx))
-    throw new UserError(`--radius must be a non-negative number of pixels, got '${options.radius}'`);
-  const eta = positiveInt('eta', options.eta, 2);
+  const radiusPx = numberOption('--radius', options.radius);
+  const eta = integerOption('--eta', options.eta, 2);
   const workers =
     options.workers === undefined
       ? Math.min(4, availableParallelism())
-      : positiveInt('workers', options.workers, 0);
+      : integerOption('--workers', options.workers, 0);
   const panelsPerModule =
-    options.heldoutModules === undefined ? undefined : positiveInt('heldout-modules', options.heldoutModules);
+    options.heldoutModules === undefined
+      ? undefined
+      : integerOption('--heldout-modules', options.heldoutModules);
 
   const tune = await import('../../peaks/tune.js');
   const { defaultPf8Params } = await import('../../peaks/peakfinder8.js');
