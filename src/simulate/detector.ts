@@ -1,25 +1,25 @@
 /**
  * The detector's response: per-run fixed state (bad pixels, gain map, pedestal residuals) and the
- * per-frame exposure that turns expected photons into ADU. One pass over the slab for the background
- * (8 bytes read per pixel) and a sparse pass over the spot pixels, typed arrays only; random numbers come
- * from an inline Mulberry32 stream seeded by the caller plus the tables in poisson.ts.
+ * per-frame exposure that turns expected photons into ADU. The full pass over the slab (background
+ * photons) runs in WebAssembly SIMD (expose-kernel.ts); the spot pixels are then drawn again in a sparse
+ * JavaScript pass with background plus spot. Random numbers come from a Mulberry32 counter seeded by the
+ * caller plus the tables in poisson.ts.
  *
- * Per pixel: photons ~ Poisson(mu) (table inversion below POISSON_NORMAL_ABOVE_MEAN, rounded normal above);
- * ADU = photons x aduPerPhoton(panel) x relativeGain + pedestal residual + panel common mode + dark
- * noise, clipped to the panel's max_adu, optionally rounded to whole ADU; 0 where the detector gives
- * nothing (outside panels, geometry bad regions, dead pixels); a fixed high value at hot pixels.
+ * Per pixel: photons k ~ Poisson(mu) (table inversion below POISSON_NORMAL_ABOVE_MEAN, rounded normal
+ * above); ADU = k x aduPerPhoton(panel) x relativeGain + pedestal residual + panel common mode + a
+ * Gaussian of variance dark^2 + (photon spread)^2 k (dark noise and the spread of each photon's ADU,
+ * which add up to one Gaussian), clipped to the panel's max_adu, optionally rounded to whole ADU; 0
+ * where the detector gives nothing (outside panels, geometry bad regions, dead pixels); a fixed high
+ * value at hot pixels.
  */
 import { geometryMask } from '../detector/mask.js';
 import type { PixelMaps } from '../detector/pixel-maps.js';
+import { createExposureKernel, type ExposureKernel, GAIN_UNIT, PEDESTAL_UNIT_ADU } from './expose-kernel.js';
 import {
   NORMAL_TABLE_BITS,
   normalQuantiles,
-  POISSON_GRID_STEPS_PER_PHOTON,
-  POISSON_GUIDE_BITS,
   POISSON_NORMAL_ABOVE_MEAN,
   poissonFromTables,
-  poissonTables,
-  smallNormalQuantiles,
 } from './poisson.js';
 
 export interface DetectorParams {
@@ -69,15 +69,14 @@ export interface DetectorState {
    * What the exposure loop reads per pixel, packed into one word to halve its memory traffic: relative
    * gain in units of GAIN_UNIT in the high 16 bits, the pedestal residual in units of PEDESTAL_UNIT_ADU
    * (signed) in the low 16; 0 where not measured. Derived from the arrays above (which hold the same
-   * quantised values) by `createDetectorState`; rebuild it with `packGainPedestal` after changing them.
+   * quantised values) by `createDetectorState`; rebuild it with `packGainPedestal(..., gainPedestal)`
+   * after changing them. It lives in the kernel's memory: GAIN_UNIT steps (range [0, 8)) and
+   * PEDESTAL_UNIT_ADU steps (range +-512 ADU).
    */
   gainPedestal: Int32Array;
+  /** The WebAssembly pass that exposes the slab (owns gainPedestal, a background map and the image). */
+  kernel: ExposureKernel;
 }
-
-/** Relative gain step of the packed word (range [0, 8)). */
-const GAIN_UNIT = 2 ** -13;
-/** Pedestal step of the packed word, ADU (range +-512 ADU). */
-const PEDESTAL_UNIT_ADU = 2 ** -6;
 
 /** Packs measured, relativeGain and pedestalAdu into `gainPedestal` (see DetectorState). */
 export function packGainPedestal(
@@ -98,11 +97,8 @@ export function packGainPedestal(
   return out;
 }
 
-// Rounding in the exposure loops: x + 1.5 x 2^52 - 1.5 x 2^52 rounds x to the nearest integer (ties to
-// even) for |x| < 2^51 with two additions; Math.round on noisy values compiles to branches that
-// mispredict, and cost 4x the whole rest of the per-pixel work in V8 (57 vs 13 ms per 4-Mpixel pass).
-// The constant is written as a literal (or a function-local const) where it is used: a module-level
-// const is reloaded and hole-checked per pixel.
+// Rounding in the sparse spot pass: x + 1.5 x 2^52 - 1.5 x 2^52 rounds x to the nearest integer (ties
+// to even, as the kernel's f32x4.nearest) for |x| < 2^51, without Math.round's branches.
 
 /** Gaussian draw from a `() => number` source (set-up code only; the frame loop uses the table). */
 function gaussian(random: () => number): number {
@@ -144,6 +140,7 @@ export function createDetectorState(
     }
   }
   for (const i of dead) measured[i] = 0;
+  const kernel = createExposureKernel(size);
   // Keep the values the packed word can hold, so truth (from relativeGain) and image agree exactly.
   for (let i = 0; i < size; i++) {
     relativeGain[i] = Math.round(relativeGain[i] / GAIN_UNIT) * GAIN_UNIT;
@@ -163,7 +160,8 @@ export function createDetectorState(
     hotPixelValuesAdu,
     deadPixels: Int32Array.from(dead),
     hot,
-    gainPedestal: packGainPedestal(measured, relativeGain, pedestalAdu),
+    gainPedestal: packGainPedestal(measured, relativeGain, pedestalAdu, kernel.gainPedestal),
+    kernel,
   };
 }
 
@@ -187,6 +185,11 @@ export function panelAduPerPhoton(
 export interface Exposure {
   /** Expected background photons per pixel, multiplied by `backgroundScale`. */
   backgroundPhotons: Float32Array;
+  /**
+   * Identifies the content of `backgroundPhotons` (same key, same values): the kernel keeps the last map
+   * it copied and skips the 16 MB copy when the key repeats. Absent: the map is copied every frame.
+   */
+  backgroundKey?: string;
   backgroundScale: number;
   /** Expected spot photons per pixel (already shadowed), added to the background. */
   spotPhotons: Float32Array;
@@ -200,157 +203,60 @@ export interface Exposure {
   aduPerPhoton: Float64Array;
   /** Per-panel offsets for this frame (common mode), ADU. */
   panelOffsetAdu: Float64Array;
-  /** Seed of the inline random stream. */
+  /** Seed of the frame's random stream. */
   seed: number;
 }
 
-/**
- * Background photons and ADU over one panel's rectangle (rows of `width` pixels, `stride` apart), in
- * one pass; spot pixels are redrawn afterwards by `exposeSpotPixel`. Every input is a parameter so the
- * loop keeps them in registers (closures over mutable locals made V8 reload them per pixel); returns
- * the generator state so the stream continues on the next panel.
- *
- * Per measured pixel one Mulberry32 word B (its low 16 bits round the mean stochastically onto the
- * Poisson table grid, its top 16 bits pick the dark-noise quantile) and, where the mean is not 0, a word
- * A (the Poisson count; its low 16 bits the photon-spread quantile). No data-dependent branch but the
- * rare extra comparisons of the table lookup: photon spread and dark noise are added unconditionally
- * (x 0 when off; sqrt(0) = 0 for no photons). Unpredictable branches and memory traffic, not
- * arithmetic, were what a pixel cost: the loop reads 8 bytes per pixel and writes 4.
- */
-function exposePanelRows(
-  gainPedestal: Int32Array,
-  backgroundPhotons: Float32Array,
-  scale: number,
-  table: Float32Array,
-  small: Float32Array,
-  guide: Uint8Array,
-  cdfOffset: Int32Array,
-  cdf: Float64Array,
-  gain: number,
-  offset: number,
-  maxAdu: number,
-  dark: number,
-  photonSpreadAdu: number,
-  round: boolean,
-  start: number,
-  rows: number,
-  width: number,
-  stride: number,
-  seed: number,
-  out: Float32Array,
-): number {
-  let s = seed | 0;
-  const normalAbove = POISSON_NORMAL_ABOVE_MEAN;
-  const steps = POISSON_GRID_STEPS_PER_PHOTON;
-  const guideBits = POISSON_GUIDE_BITS;
-  const guideShift = 32 - POISSON_GUIDE_BITS;
-  const gainUnit = gain * GAIN_UNIT;
-  const pedestalUnit = PEDESTAL_UNIT_ADU;
-  // A literal, not the module constant: V8 reloads (and hole-checks) module bindings inside the loop.
-  const roundMagic = 6755399441055744;
-  for (let r = 0; r < rows; r++) {
-    const rowStart = start + r * stride;
-    const end = rowStart + width;
-    for (let i = rowStart; i < end; i++) {
-      const packed = gainPedestal[i];
-      if (packed === 0) {
-        out[i] = 0;
-        continue;
-      }
-      s = (s + 0x6d2b79f5) | 0;
-      let t = Math.imul(s ^ (s >>> 15), s | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      const b = t ^ (t >>> 14);
-      const mu = backgroundPhotons[i] * scale;
-      let photons = 0;
-      let a = 0;
-      if (mu > 0) {
-        s = (s + 0x6d2b79f5) | 0;
-        t = Math.imul(s ^ (s >>> 15), s | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        a = (t ^ (t >>> 14)) >>> 0;
-        if (mu < normalAbove) {
-          // j = floor(mu x steps + v), v uniform in [0, 1) from B's low bits.
-          const j = (mu * steps + (b & 0xffff) * 1.52587890625e-5) | 0;
-          const first = cdfOffset[j];
-          let k = guide[(j << guideBits) | (a >>> guideShift)];
-          while (a >= cdf[first + k]) k++;
-          photons = k;
-        } else {
-          photons = mu + Math.sqrt(mu) * table[a >>> 16] + roundMagic - roundMagic;
-          if (photons < 0) photons = 0;
-        }
-      }
-      // Quantiles from the small table (the top 12 of the 16 bits); its two edge entries (1 in 2048:
-      // ((j + 1) & 0xfff) < 2 for j = 0 and 4095) go to the full table with all 16.
-      const spreadJ = (a >>> 4) & 0xfff;
-      const spreadZ = ((spreadJ + 1) & 0xfff) < 2 ? table[a & 0xffff] : small[spreadJ];
-      const darkJ = b >>> 20;
-      const darkZ = ((darkJ + 1) & 0xfff) < 2 ? table[b >>> 16] : small[darkJ];
-      let adu =
-        photons * gainUnit * (packed >>> 16) +
-        ((packed << 16) >> 16) * pedestalUnit +
-        offset +
-        photonSpreadAdu * Math.sqrt(photons) * spreadZ +
-        dark * darkZ;
-      if (adu > maxAdu) adu = maxAdu;
-      out[i] = round ? adu + roundMagic - roundMagic : adu;
-    }
-  }
-  return s;
-}
-
-/** Per-frame values of one panel that the sparse spot pass needs. */
+/** Per-frame values of one panel. */
 interface PanelFrame {
-  gain: number;
-  offset: number;
+  backgroundScale: number;
+  aduPerPhoton: number;
+  offsetAdu: number;
   maxAdu: number;
+  darkNoiseAdu: number;
   photonSpreadAdu: number;
+  roundAdu: boolean;
+}
+
+/** One Mulberry32 step from counter `s`: the new counter is s + MULBERRY32_STEP (see the callers). */
+function mulberry32Word(s: number): number {
+  let t = Math.imul(s ^ (s >>> 15), s | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return (t ^ (t >>> 14)) >>> 0;
 }
 
 /**
- * Draws pixel `i` again from scratch with mean `mu` (background plus spot), as the full pass does, with
- * three fresh words; returns the generator state. Set-up per call is small: a frame has thousands of
- * spot pixels, not millions.
+ * Draws pixel `i` again from scratch with mean `mu` (background plus spot), with the noise model of the
+ * full pass and three fresh words; returns the generator counter. Set-up per call is small: a frame has
+ * thousands of spot pixels, not millions.
  */
 function exposeSpotPixel(
   i: number,
   mu: number,
   packed: number,
   panel: PanelFrame,
-  dark: number,
-  round: boolean,
   table: Float32Array,
   seed: number,
   out: Float32Array,
 ): number {
-  let s = seed | 0;
-  s = (s + 0x6d2b79f5) | 0;
-  let t = Math.imul(s ^ (s >>> 15), s | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  const a = (t ^ (t >>> 14)) >>> 0;
-  s = (s + 0x6d2b79f5) | 0;
-  t = Math.imul(s ^ (s >>> 15), s | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  const b = t ^ (t >>> 14);
-  s = (s + 0x6d2b79f5) | 0;
-  t = Math.imul(s ^ (s >>> 15), s | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  const v = ((t ^ (t >>> 14)) >>> 0) * 2.3283064365386963e-10;
+  const s = seed | 0;
+  const a = mulberry32Word((s + 0x6d2b79f5) | 0);
+  const b = mulberry32Word((s + 2 * 0x6d2b79f5) | 0);
+  const v = mulberry32Word((s + 3 * 0x6d2b79f5) | 0) * 2.3283064365386963e-10;
   let photons = 0;
   if (mu >= POISSON_NORMAL_ABOVE_MEAN) {
     photons = mu + Math.sqrt(mu) * table[a >>> 16] + 6755399441055744 - 6755399441055744;
     if (photons < 0) photons = 0;
   } else if (mu > 0) photons = poissonFromTables(mu, a, v);
+  const spread = panel.photonSpreadAdu;
   let adu =
-    photons * panel.gain * GAIN_UNIT * (packed >>> 16) +
+    photons * panel.aduPerPhoton * GAIN_UNIT * (packed >>> 16) +
     ((packed << 16) >> 16) * PEDESTAL_UNIT_ADU +
-    panel.offset +
-    panel.photonSpreadAdu * Math.sqrt(photons) * table[a & 0xffff] +
-    dark * table[b >>> 16];
+    panel.offsetAdu +
+    Math.sqrt(panel.darkNoiseAdu * panel.darkNoiseAdu + spread * spread * photons) * table[b >>> 16];
   if (adu > panel.maxAdu) adu = panel.maxAdu;
-  out[i] = round ? adu + 6755399441055744 - 6755399441055744 : adu;
-  return s;
+  out[i] = panel.roundAdu ? adu + 6755399441055744 - 6755399441055744 : adu;
+  return (s + 3 * 0x6d2b79f5) | 0;
 }
 
 /** Whether the panels' rectangles cover every slab pixel (then the full pass writes all of `out`). */
@@ -384,48 +290,42 @@ export function exposeFrame(
   exposure: Exposure,
   out: Float32Array,
 ): Float32Array {
-  const { gainPedestal } = state;
+  const { gainPedestal, kernel } = state;
   const { aduPerPhoton, panelOffsetAdu, backgroundPhotons, backgroundScale, spotPhotons } = exposure;
-  if (!panelsCoverSlab(maps)) out.fill(0);
+  if (
+    backgroundPhotons !== kernel.background &&
+    (exposure.backgroundKey === undefined || exposure.backgroundKey !== kernel.backgroundKey)
+  ) {
+    kernel.background.set(backgroundPhotons);
+    kernel.backgroundKey = exposure.backgroundKey;
+  }
+  if (!panelsCoverSlab(maps)) kernel.image.fill(0);
   let s = exposure.seed | 0;
   const table = normalQuantiles();
-  const small = smallNormalQuantiles();
-  const { guide, offset: cdfOffset, cdf } = poissonTables();
   const { fsSize } = maps;
   const panels = maps.geometry.panels;
   const ssOffsets = maps.layout.panelSsOffset;
   const panelFrames: PanelFrame[] = panels.map((panel, p) => ({
-    gain: aduPerPhoton[p],
-    offset: panelOffsetAdu[p],
+    backgroundScale,
+    aduPerPhoton: aduPerPhoton[p],
+    offsetAdu: panelOffsetAdu[p],
     maxAdu: panel.maxAdu,
+    darkNoiseAdu: params.darkNoiseAdu,
     photonSpreadAdu: params.photonAduSpreadFraction * aduPerPhoton[p],
+    roundAdu: params.roundAdu,
   }));
   for (let p = 0; p < panels.length; p++) {
     const panel = panels[p];
-    const frame = panelFrames[p];
-    s = exposePanelRows(
-      gainPedestal,
-      backgroundPhotons,
-      backgroundScale,
-      table,
-      small,
-      guide,
-      cdfOffset,
-      cdf,
-      frame.gain,
-      frame.offset,
-      frame.maxAdu,
-      params.darkNoiseAdu,
-      frame.photonSpreadAdu,
-      params.roundAdu,
+    s = kernel.exposeRows(
       (panel.minSs + ssOffsets[p]) * fsSize + panel.minFs,
       panel.maxSs - panel.minSs + 1,
       panel.maxFs - panel.minFs + 1,
       fsSize,
       s,
-      out,
+      panelFrames[p],
     );
   }
+  out.set(kernel.image);
   let spotPixels = exposure.spotPixels;
   let spotPixelCount = exposure.spotPixelCount ?? spotPixels?.length ?? 0;
   if (spotPixels === undefined) {
@@ -440,17 +340,7 @@ export function exposeFrame(
     const packed = gainPedestal[i];
     if (packed === 0 || spotPhotons[i] === 0) continue;
     const mu = backgroundPhotons[i] * backgroundScale + spotPhotons[i];
-    s = exposeSpotPixel(
-      i,
-      mu,
-      packed,
-      panelFrames[panelIndex[i]],
-      params.darkNoiseAdu,
-      params.roundAdu,
-      table,
-      s,
-      out,
-    );
+    s = exposeSpotPixel(i, mu, packed, panelFrames[panelIndex[i]], table, s, out);
   }
   const { hotPixels, hotPixelValuesAdu } = state;
   for (let k = 0; k < hotPixels.length; k++) {

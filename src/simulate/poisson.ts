@@ -1,12 +1,13 @@
 /**
  * Fast random numbers for the detector model. A 4-Mpixel frame needs ~8 million draws; at 10 frames/s
- * on one core that leaves a few nanoseconds per draw, so the hot loop in detector.ts inlines its own
- * generator and uses the tables built here instead of Math.log / Math.exp / Box-Muller per pixel:
+ * on one core that leaves a few nanoseconds per draw, so the per-pixel pass uses the tables built here
+ * instead of Math.log / Math.exp / Box-Muller per pixel:
  * - `normalQuantiles()`: 2^16 standard-normal quantiles at bin midpoints; a 32-bit random word's top 16
  *   bits pick one (tails cut at about ±4.3 sigma, i.e. a Gaussian of variance 0.99977).
  * - `smallNormalQuantiles()`: the same at 2^12 levels (L1-sized) for the per-pixel noise terms.
  * - `poissonTables()`: for small means, per-mean CDFs with a guide table (see there), so a Poisson
  *   draw costs a lookup and a rarely taken comparison instead of a loop over counts.
+ * The per-pixel pass itself runs in WebAssembly (expose-kernel.ts) over copies of these tables.
  * Above `POISSON_NORMAL_ABOVE_MEAN` the Poisson count is the rounded normal approximation.
  */
 
@@ -78,37 +79,44 @@ export function smallNormalQuantiles(): Float32Array {
 
 /** Poisson means are tabulated on a grid of this many steps per photon, up to the normal cut-over. */
 export const POISSON_GRID_STEPS_PER_PHOTON = 32;
-/** The guide table splits [0, 2^32) into 2^POISSON_GUIDE_BITS bins of the uniform word. */
+/** The guide table splits the uniform's range into 2^POISSON_GUIDE_BITS bins. */
 export const POISSON_GUIDE_BITS = 8;
+/** A Poisson draw compares a uniform integer of this many bits with the tabulated CDF. */
+export const POISSON_UNIFORM_BITS = 24;
 
 /**
  * Table-driven Poisson inversion for means on the grid m_j = j / POISSON_GRID_STEPS_PER_PHOTON:
- * `cdf[offset[j] + k]` is P(X <= k) x 2^32 (the last entry of each mean is above any 32-bit word), and
- * `guide[j << POISSON_GUIDE_BITS | b]` the count at the start of the word's bin b (indexed search, Chen
- * & Asau). A draw is one lookup plus a comparison loop that runs only in the few bins that hold a CDF
- * step, so the per-pixel branch is almost always predicted; the old per-count loop mispredicted once or
- * twice per pixel and dominated the frame.
+ * `cdf[offset[j] + k]` is floor(P(X <= k) x 2^24) (the last entry of each mean, a sentinel, is above
+ * any 24-bit uniform), and `guide[j << POISSON_GUIDE_BITS | b]` the count at the start of the
+ * uniform's bin b (indexed search, Chen & Asau). A draw is one lookup plus a comparison loop that runs
+ * only in the few bins that hold a CDF step, so the per-pixel branch is almost always predicted.
+ * Probabilities are resolved to 2^-24 (6e-8). Int32 entries, so the WebAssembly detector kernel
+ * (expose-kernel.ts) reads the same tables as the JavaScript draws here.
  */
 export interface PoissonTables {
   guide: Uint8Array;
   offset: Int32Array;
-  cdf: Float64Array;
+  cdf: Int32Array;
 }
 
 let poissonTableCache: PoissonTables | undefined;
 
+/** Number of tabulated means: j up to POISSON_NORMAL_ABOVE_MEAN x steps + 1 (stochastic rounding). */
+export const POISSON_TABLE_MEANS = POISSON_NORMAL_ABOVE_MEAN * POISSON_GRID_STEPS_PER_PHOTON + 2;
+
 export function poissonTables(): PoissonTables {
   if (poissonTableCache !== undefined) return poissonTableCache;
   const steps = POISSON_GRID_STEPS_PER_PHOTON;
-  const means = POISSON_NORMAL_ABOVE_MEAN * steps + 2; // j up to mean * steps + 1 (stochastic rounding)
+  const means = POISSON_TABLE_MEANS;
   const bins = 1 << POISSON_GUIDE_BITS;
+  const scale = 2 ** POISSON_UNIFORM_BITS;
   const offset = new Int32Array(means + 1);
   for (let j = 0; j < means; j++) {
     const m = j / steps;
     // Counts whose upper tail is below ~1e-15, plus the sentinel.
     offset[j + 1] = offset[j] + Math.ceil(m + 9 * Math.sqrt(m) + 12) + 1;
   }
-  const cdf = new Float64Array(offset[means]);
+  const cdf = new Int32Array(offset[means]);
   const guide = new Uint8Array(means * bins);
   for (let j = 0; j < means; j++) {
     const m = j / steps;
@@ -117,14 +125,14 @@ export function poissonTables(): PoissonTables {
     let p = Math.exp(-m);
     let sum = p;
     for (let k = 0; first + k < last; k++) {
-      cdf[first + k] = sum * 4294967296;
+      cdf[first + k] = Math.min(scale, Math.floor(sum * scale));
       p *= m / (k + 1);
       sum += p;
     }
-    cdf[last] = 8589934592; // sentinel: above every word
+    cdf[last] = 2 * scale; // sentinel: above every uniform
     let k = 0;
     for (let b = 0; b < bins; b++) {
-      const start = b * (4294967296 / bins);
+      const start = b * (scale / bins);
       while (start >= cdf[first + k]) k++;
       guide[j * bins + b] = k;
     }
@@ -134,17 +142,18 @@ export function poissonTables(): PoissonTables {
 }
 
 /**
- * Poisson count for `mean` (< POISSON_NORMAL_ABOVE_MEAN) from a uniform 32-bit `word` and a uniform
- * `v` in [0, 1) that rounds the mean stochastically to its two neighbours on the grid: the mixture has
- * exactly the mean `mean` and a variance larger by at most 1 / (4 x steps^2) = 2.4e-4 photons^2.
- * detector.ts inlines the same steps.
+ * Poisson count for `mean` (< POISSON_NORMAL_ABOVE_MEAN) from a uniform 32-bit `word` (its top 24
+ * bits are used) and a uniform `v` in [0, 1) that rounds the mean stochastically to its two neighbours
+ * on the grid: the mixture has exactly the mean `mean` and a variance larger by at most
+ * 1 / (4 x steps^2) = 2.4e-4 photons^2. expose-kernel.ts does the same steps in WebAssembly.
  */
 export function poissonFromTables(mean: number, word: number, v: number): number {
   const { guide, offset, cdf } = poissonTables();
   const j = (mean * POISSON_GRID_STEPS_PER_PHOTON + v) | 0;
   const first = offset[j];
-  let k = guide[(j << POISSON_GUIDE_BITS) | (word >>> (32 - POISSON_GUIDE_BITS))];
-  while (word >= cdf[first + k]) k++;
+  const u = word >>> (32 - POISSON_UNIFORM_BITS);
+  let k = guide[(j << POISSON_GUIDE_BITS) | (u >>> (POISSON_UNIFORM_BITS - POISSON_GUIDE_BITS))];
+  while (u >= cdf[first + k]) k++;
   return k;
 }
 

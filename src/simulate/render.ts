@@ -109,12 +109,13 @@ export interface RenderContext {
   /** Per-run angles of the jet streak and the beamstop arm, radians in the lab x-y plane. */
   jetAngleRad: number;
   armAngleRad: number;
-  /** Expected background photons (level 'water'-scaled) for the beam values in `backgroundKey`. */
-  backgroundPhotons: Float32Array;
-  backgroundKey: string;
-  /** The map used before the current one (allocated when a second key appears), and its key. */
-  previousBackgroundPhotons: Float32Array | undefined;
-  previousBackgroundKey: string;
+  /**
+   * Expected background photons (level 'water'-scaled, shadowed) for recent beam values, most recently
+   * used first, at most BACKGROUND_CACHE_MAPS; `key` is clen and energy bin (see backgroundFor).
+   */
+  backgroundMaps: { key: string; photons: Float32Array }[];
+  /** All zeros: the map of background level 'none'. */
+  noBackground: Float32Array;
   /** Expected spot photons per pixel of the frame being rendered; zeroed again after each frame. */
   spotPhotons: Float32Array;
   touched: Int32Array;
@@ -150,47 +151,55 @@ export function createRenderContext(
     shadow: beamstopShadowMap(maps, options, armAngleRad),
     jetAngleRad,
     armAngleRad,
-    backgroundPhotons: new Float32Array(size),
-    backgroundKey: '',
-    previousBackgroundPhotons: undefined,
-    previousBackgroundKey: '',
+    backgroundMaps: [],
+    noBackground: new Float32Array(size),
     spotPhotons: new Float32Array(size),
     touched: new Int32Array(4096),
   };
 }
 
+/** Background maps kept per render context (16 MB each on a 4-Mpixel detector). */
+const BACKGROUND_CACHE_MAPS = 4;
+
 /**
- * The background map for this frame's beam. Recomputed only when the camera length changes or the
- * photon energy moves by more than ~0.5 % (SASE jitter leaves the ring where it is), so per-frame
- * jitter does not cost a pass with transcendental functions per pixel. The bins are absolute (a frame's
- * map depends on its own energy, not on which frames a worker rendered before), and the last two maps
- * are kept: a run's central energy close to a bin edge would otherwise recompute on every other frame.
+ * The background map for this frame's beam, and its key. Recomputed only when the camera length changes
+ * or the photon energy moves to another ~0.5 % bin (SASE jitter leaves the ring where it is), so
+ * per-frame jitter does not cost a pass with transcendental functions per pixel. The bins are absolute
+ * (a frame's map depends on its own energy, not on which frames a worker rendered before), and the last
+ * few maps are kept: a run's jitter visits two or three bins (0.1 % jitter at a bin edge), and a cache
+ * of one or two maps recomputed on every change between them.
  */
-function backgroundFor(ctx: RenderContext, conditions: FrameConditions): Float32Array {
+function backgroundFor(
+  ctx: RenderContext,
+  conditions: FrameConditions,
+): { key: string; photons: Float32Array } {
   const energyBin = Math.round(Math.log(conditions.photonEnergyEv) / 0.005);
   const key = `${conditions.clenM}:${energyBin}`;
-  if (ctx.backgroundKey === key) return ctx.backgroundPhotons;
-  const current = ctx.backgroundPhotons;
-  const currentKey = ctx.backgroundKey;
-  if (ctx.previousBackgroundKey === key && ctx.previousBackgroundPhotons) {
-    ctx.backgroundPhotons = ctx.previousBackgroundPhotons;
-  } else {
-    // The first map goes into the context's own buffer; a second key gets a second buffer.
-    const into =
-      currentKey === '' ? current : (ctx.previousBackgroundPhotons ?? new Float32Array(current.length));
-    const photonEnergyEv = Math.exp(energyBin * 0.005);
-    const beam = { photonEnergyEv, clenM: conditions.clenM };
-    backgroundPhotonMap(ctx.maps, ctx.options, beam, ctx.jetAngleRad, into);
-    const { shadow } = ctx;
-    for (let i = 0; i < shadow.length; i++) into[i] *= shadow[i];
-    ctx.backgroundPhotons = into;
+  const maps = ctx.backgroundMaps;
+  const found = maps.findIndex((map) => map.key === key);
+  if (found >= 0) {
+    const [map] = maps.splice(found, 1);
+    maps.unshift(map);
+    return map;
   }
-  ctx.backgroundKey = key;
-  if (currentKey !== '') {
-    ctx.previousBackgroundPhotons = current;
-    ctx.previousBackgroundKey = currentKey;
-  }
-  return ctx.backgroundPhotons;
+  // Reuse the least recently used buffer once the cache is full.
+  const photons =
+    maps.length >= BACKGROUND_CACHE_MAPS
+      ? (maps.pop() as { photons: Float32Array }).photons
+      : new Float32Array(ctx.maps.ssSize * ctx.maps.fsSize);
+  const photonEnergyEv = Math.exp(energyBin * 0.005);
+  backgroundPhotonMap(
+    ctx.maps,
+    ctx.options,
+    { photonEnergyEv, clenM: conditions.clenM },
+    ctx.jetAngleRad,
+    photons,
+  );
+  const { shadow } = ctx;
+  for (let i = 0; i < shadow.length; i++) photons[i] *= shadow[i];
+  const map = { key, photons };
+  maps.unshift(map);
+  return map;
 }
 
 /**
@@ -212,7 +221,9 @@ export function renderFrame(
   const gaussian = () => table[(random() * 65536) | 0];
 
   const scaleLevel = levelScale(options);
-  const background = scaleLevel > 0 ? backgroundFor(ctx, conditions) : ctx.backgroundPhotons;
+  const backgroundMap =
+    scaleLevel > 0 ? backgroundFor(ctx, conditions) : { key: 'none', photons: ctx.noBackground };
+  const background = backgroundMap.photons;
   const jitter = options.backgroundJitterFraction;
   const backgroundScale = scaleLevel * Math.exp(jitter * gaussian() - 0.5 * jitter * jitter);
   const aduPerPhoton = panelAduPerPhoton(maps, options, conditions.photonEnergyEv);
@@ -291,6 +302,7 @@ export function renderFrame(
     options,
     {
       backgroundPhotons: background,
+      backgroundKey: backgroundMap.key,
       backgroundScale,
       spotPhotons,
       spotPixels: ctx.touched,
