@@ -174,16 +174,52 @@ export function simulateFramePhysics(
   return { conditions, bandwidth: beam.bandwidth, divergenceRad: beam.divergenceRad, crystals, spots };
 }
 
-/** Frame `frameIndex` in full: physics, then image formation with the frame's own render stream. */
-export function simulateFrame(context: FrameContext, frameIndex: number): SimulatedFrame {
+/** Slab-sized buffers a frame can be rendered into instead of new ones (see `simulateFrame`). */
+export interface FrameBuffers {
+  imageAdu: Float32Array;
+  peakMask: Uint8Array;
+}
+
+/**
+ * Frame `frameIndex` in full: physics, then image formation with the frame's own render stream.
+ * `reuse` lends the buffers of a frame the caller is done with: a 4-Mpixel frame is 20 MB of image and
+ * mask, and fresh memory for every frame (page faults, then freeing in whichever thread received it)
+ * cost a worker pool more than its second worker gained.
+ */
+export function simulateFrame(
+  context: FrameContext,
+  frameIndex: number,
+  reuse?: FrameBuffers,
+): SimulatedFrame {
   const physics = simulateFramePhysics(context, frameIndex);
   const rendered = renderFrame(
     context.render,
     physics.spots,
     physics.conditions,
     seededRandom(frameSeed(context.setup.seed, frameIndex, 2)),
+    reuse,
   );
   return { ...physics, rendered };
+}
+
+/** A worker's task: the frame to simulate, and buffers moved to it for reuse. */
+export interface FrameTask {
+  frameIndex: number;
+  reuse?: FrameBuffers;
+}
+
+/** The task for frame `frameIndex` and its transfer list (the lent buffers move, not copy). */
+export function frameTask(frameIndex: number, reuse?: FrameBuffers): [FrameTask, ArrayBuffer[]] {
+  if (!reuse) return [{ frameIndex }, []];
+  const buffers = [reuse.imageAdu.buffer, reuse.peakMask.buffer].filter(
+    (b): b is ArrayBuffer => b instanceof ArrayBuffer,
+  );
+  return [{ frameIndex, reuse }, [...new Set(buffers)]];
+}
+
+/** The buffers of a frame the caller is done with, for the next `simulateFrame` or `frameTask`. */
+export function frameBuffers(frame: SimulatedFrame): FrameBuffers {
+  return { imageAdu: frame.rendered.imageAdu, peakMask: frame.rendered.peakMask };
 }
 
 /** Buffers of a frame that can move between threads instead of being copied. */

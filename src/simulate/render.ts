@@ -19,10 +19,12 @@ import type { PixelMaps } from '../detector/pixel-maps.js';
 import { createPeakList, type PeakList } from '../peaks/peak-list.js';
 import { seededRandom } from '../util/random.js';
 import {
+  type BackgroundModel,
   type BackgroundParams,
   type BeamstopParams,
-  backgroundPhotonMap,
+  backgroundMapForEnergy,
   beamstopShadowMap,
+  createBackgroundModel,
 } from './background.js';
 import {
   createDetectorState,
@@ -114,6 +116,8 @@ export interface RenderContext {
    * used first, at most BACKGROUND_CACHE_MAPS; `key` is clen and energy bin (see backgroundFor).
    */
   backgroundMaps: { key: string; photons: Float32Array }[];
+  /** The background's per-pixel terms for the last camera length (built on the first frame). */
+  backgroundModel: BackgroundModel | undefined;
   /** All zeros: the map of background level 'none'. */
   noBackground: Float32Array;
   /** Expected spot photons per pixel of the frame being rendered; zeroed again after each frame. */
@@ -152,6 +156,7 @@ export function createRenderContext(
     jetAngleRad,
     armAngleRad,
     backgroundMaps: [],
+    backgroundModel: undefined,
     noBackground: new Float32Array(size),
     spotPhotons: new Float32Array(size),
     touched: new Int32Array(4096),
@@ -159,15 +164,15 @@ export function createRenderContext(
 }
 
 /** Background maps kept per render context (16 MB each on a 4-Mpixel detector). */
-const BACKGROUND_CACHE_MAPS = 4;
+const BACKGROUND_CACHE_MAPS = 3;
 
 /**
  * The background map for this frame's beam, and its key. Recomputed only when the camera length changes
  * or the photon energy moves to another ~0.5 % bin (SASE jitter leaves the ring where it is), so
- * per-frame jitter does not cost a pass with transcendental functions per pixel. The bins are absolute
- * (a frame's map depends on its own energy, not on which frames a worker rendered before), and the last
- * few maps are kept: a run's jitter visits two or three bins (0.1 % jitter at a bin edge), and a cache
- * of one or two maps recomputed on every change between them.
+ * per-frame jitter does not cost a pass per pixel. The bins are absolute (a frame's map depends on its
+ * own energy, not on which frames a worker rendered before), and the last few maps are kept: a run's
+ * jitter visits two or three bins (0.1 % jitter at a bin edge). A new bin costs one light pass over the
+ * background model (~20 ms on 4 Mpixel); a new camera length rebuilds the model (~250 ms).
  */
 function backgroundFor(
   ctx: RenderContext,
@@ -187,16 +192,15 @@ function backgroundFor(
     maps.length >= BACKGROUND_CACHE_MAPS
       ? (maps.pop() as { photons: Float32Array }).photons
       : new Float32Array(ctx.maps.ssSize * ctx.maps.fsSize);
-  const photonEnergyEv = Math.exp(energyBin * 0.005);
-  backgroundPhotonMap(
-    ctx.maps,
-    ctx.options,
-    { photonEnergyEv, clenM: conditions.clenM },
-    ctx.jetAngleRad,
-    photons,
-  );
-  const { shadow } = ctx;
-  for (let i = 0; i < shadow.length; i++) photons[i] *= shadow[i];
+  if (ctx.backgroundModel?.clenM !== conditions.clenM)
+    ctx.backgroundModel = createBackgroundModel(
+      ctx.maps,
+      ctx.options,
+      conditions.clenM,
+      ctx.jetAngleRad,
+      ctx.shadow,
+    );
+  backgroundMapForEnergy(ctx.backgroundModel, ctx.options, Math.exp(energyBin * 0.005), photons);
   const map = { key, photons };
   maps.unshift(map);
   return map;

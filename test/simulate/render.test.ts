@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type PixelMaps, pixelMapsFor, resolutionFor } from '../../src/detector/pixel-maps.js';
 import { parseGeometry } from '../../src/io/geom.js';
-import { backgroundPhotonMap } from '../../src/simulate/background.js';
+import {
+  backgroundMapForEnergy,
+  backgroundPhotonMap,
+  beamstopShadowMap,
+  createBackgroundModel,
+} from '../../src/simulate/background.js';
 import { createDetectorState, exposeFrame, panelAduPerPhoton } from '../../src/simulate/detector.js';
 import { samplePoisson } from '../../src/simulate/poisson.js';
 import { createSpotPixels, drawSpot } from '../../src/simulate/profile.js';
@@ -403,6 +408,26 @@ test('the water ring peaks at its resolution, and the heavy level is brighter th
     heavySum += heavy.imageAdu[i];
   }
   assert.ok(heavySum > 2 * water);
+});
+
+test('background maps from the per-energy table equal the exact formula, shadow included', () => {
+  const options = { ...defaultImagingOptions, beamstopRadiusM: 0.003 };
+  const shadow = beamstopShadowMap(maps, options, 0.4);
+  for (const clenM of [0.05, 0.12]) {
+    const model = createBackgroundModel(maps, options, clenM, 0.7, shadow);
+    for (const photonEnergyEv of [6000, 9500, 9547.6, 14000]) {
+      const exact = backgroundPhotonMap(maps, options, { photonEnergyEv, clenM }, 0.7);
+      const fromTable = backgroundMapForEnergy(model, options, photonEnergyEv);
+      let worst = 0;
+      let peak = 0;
+      for (let i = 0; i < exact.length; i++) {
+        worst = Math.max(worst, Math.abs(fromTable[i] - exact[i] * shadow[i]));
+        peak = Math.max(peak, exact[i]);
+      }
+      assert.ok(peak > 0.1, 'the map has photons');
+      assert.ok(worst < 1e-5 * peak, `worst difference ${worst} at ${photonEnergyEv} eV, ${clenM} m`);
+    }
+  }
 });
 
 test('the beamstop shadow removes background and spots at the beam centre', () => {

@@ -82,6 +82,7 @@ export function register(program: Command): void {
         maxPeaks: options.maxPeaks,
         maxCrystals: options.maxCrystals,
         fluenceScale: options.fluenceScale,
+        reuseFrameBuffers: true, // onFrame below keeps nothing of a frame
         onFrame: (done, total, frame) => {
           progress ??= createProgress('simulate', total, log);
           peaks += frame.rendered.truth.count;
