@@ -36,7 +36,7 @@ import { jungfrau4MGeometryText } from './detectors.js';
 
 /** Wall and CPU seconds per call (medians) over enough repetitions to fill ~`budgetS`. */
 function timeIt(fn: () => void, budgetS = 3): { wallS: number; cpuS: number } {
-  fn(); // warm up (JIT, caches)
+  for (let k = 0; k < 3; k++) fn(); // warm up (JIT, WebAssembly tier-up, caches)
   const wall: number[] = [];
   const cpu: number[] = [];
   const start = performance.now();
@@ -156,15 +156,8 @@ row(
 // it: 2 frames in flight per worker, each written frame's buffers lent to the next task.
 const scaling: string[] = [];
 const framesPerRun = 32;
+const rounds = 3;
 const workerUrl = workerScriptUrl(new URL('../src/simulate/frame.ts', import.meta.url).href, 'sim-worker');
-let inProcessSpare: FrameBuffers | undefined;
-const inProcessStart = performance.now();
-for (let i = 0; i < framesPerRun; i++)
-  inProcessSpare = frameBuffers(simulateFrame(context, 1000 + i, inProcessSpare));
-const inProcessS = (performance.now() - inProcessStart) / 1000;
-scaling.push(
-  `| in process (no pool) | ${framesPerRun} | ${inProcessS.toFixed(2)} | ${(framesPerRun / inProcessS).toFixed(1)} | 1.00 |`,
-);
 
 /** Runs frames `first`..`first + count - 1` through the pool as runSimulation does. */
 async function poolFrames(
@@ -182,17 +175,41 @@ async function poolFrames(
   }
 }
 
+// The pools live through all rounds; each round times in process, 1 worker and 2 workers back to back,
+// so a burst of load on this shared machine lands on one round, and the medians are compared.
+const pools = new Map<number, ReturnType<typeof createWorkerPool<FrameTask, SimulatedFrame>>>();
 for (const workers of [1, 2]) {
   const pool = createWorkerPool<FrameTask, SimulatedFrame>(workerUrl, workers, setup);
   // Warm-up: every worker builds its context (pixel maps, detector state, background model) and gets its
   // hot loops optimised: its first two frames are 4-10x slower than later ones.
   await poolFrames(pool, 2000, 4 * workers);
-  const start = performance.now();
-  await poolFrames(pool, 3000, framesPerRun);
-  const seconds = (performance.now() - start) / 1000;
-  await pool.close();
+  pools.set(workers, pool);
+}
+const secondsOf = new Map<string, number[]>([
+  ['in process (no pool)', []],
+  ['1 worker', []],
+  ['2 workers', []],
+]);
+let inProcessSpare: FrameBuffers | undefined;
+for (let round = 0; round < rounds; round++) {
+  const first = 10_000 * (round + 1);
+  let start = performance.now();
+  for (let i = 0; i < framesPerRun; i++)
+    inProcessSpare = frameBuffers(simulateFrame(context, first + i, inProcessSpare));
+  secondsOf.get('in process (no pool)')?.push((performance.now() - start) / 1000);
+  for (const [workers, pool] of pools) {
+    start = performance.now();
+    await poolFrames(pool, first + 1000 * workers, framesPerRun);
+    secondsOf.get(workers === 1 ? '1 worker' : '2 workers')?.push((performance.now() - start) / 1000);
+  }
+}
+for (const pool of pools.values()) await pool.close();
+const medianOf = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1];
+const inProcessS = medianOf(secondsOf.get('in process (no pool)') ?? []);
+for (const [run, seconds] of secondsOf) {
+  const s = medianOf(seconds);
   scaling.push(
-    `| ${workers} worker${workers > 1 ? 's' : ''} | ${framesPerRun} | ${seconds.toFixed(2)} | ${(framesPerRun / seconds).toFixed(1)} | ${(inProcessS / seconds).toFixed(2)} |`,
+    `| ${run} | ${framesPerRun} | ${seconds.map((x) => x.toFixed(2)).join(', ')} | ${(framesPerRun / s).toFixed(1)} | ${(inProcessS / s).toFixed(2)} |`,
   );
 }
 
@@ -207,8 +224,8 @@ console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const line of rows) console.log(line);
 console.log('\n### Simulator: whole frames with worker threads\n');
 console.log(
-  `${framesPerRun} thermolysin hits on the Jungfrau 4M layout, images moved back to the main thread and their buffers lent to later frames (as \`braggflow simulate\` does); speed-up relative to in process.\n`,
+  `${framesPerRun} thermolysin hits on the Jungfrau 4M layout, images moved back to the main thread and their buffers lent to later frames (as \`braggflow simulate\` does); ${rounds} rounds, each timing the three runs back to back; speed-up relative to in process.\n`,
 );
-console.log('| run | frames | seconds | frames/s | speed-up |');
+console.log(`| run | frames | seconds, ${rounds} rounds | frames/s (median) | speed-up (median) |`);
 console.log('| --- | --- | --- | --- | --- |');
 for (const line of scaling) console.log(line);
