@@ -14,7 +14,14 @@
  */
 import { geometryMask } from '../detector/mask.js';
 import type { PixelMaps } from '../detector/pixel-maps.js';
-import { createExposureKernel, type ExposureKernel, GAIN_UNIT, PEDESTAL_UNIT_ADU } from './expose-kernel.js';
+import { MULBERRY32_STEP, mulberry32Hash } from '../util/random.js';
+import {
+  createExposureKernel,
+  type ExposureKernel,
+  GAIN_UNIT,
+  type PanelExposure,
+  PEDESTAL_UNIT_ADU,
+} from './expose-kernel.js';
 import {
   NORMAL_TABLE_BITS,
   normalQuantiles,
@@ -207,24 +214,6 @@ export interface Exposure {
   seed: number;
 }
 
-/** Per-frame values of one panel. */
-interface PanelFrame {
-  backgroundScale: number;
-  aduPerPhoton: number;
-  offsetAdu: number;
-  maxAdu: number;
-  darkNoiseAdu: number;
-  photonSpreadAdu: number;
-  roundAdu: boolean;
-}
-
-/** One Mulberry32 step from counter `s`: the new counter is s + MULBERRY32_STEP (see the callers). */
-function mulberry32Word(s: number): number {
-  let t = Math.imul(s ^ (s >>> 15), s | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return (t ^ (t >>> 14)) >>> 0;
-}
-
 /**
  * Draws pixel `i` again from scratch with mean `mu` (background plus spot), with the noise model of the
  * full pass and three fresh words; returns the generator counter. Set-up per call is small: a frame has
@@ -234,15 +223,15 @@ function exposeSpotPixel(
   i: number,
   mu: number,
   packed: number,
-  panel: PanelFrame,
+  panel: PanelExposure,
   table: Float32Array,
   seed: number,
   out: Float32Array,
 ): number {
   const s = seed | 0;
-  const a = mulberry32Word((s + 0x6d2b79f5) | 0);
-  const b = mulberry32Word((s + 2 * 0x6d2b79f5) | 0);
-  const v = mulberry32Word((s + 3 * 0x6d2b79f5) | 0) * 2.3283064365386963e-10;
+  const a = mulberry32Hash((s + MULBERRY32_STEP) | 0);
+  const b = mulberry32Hash((s + 2 * MULBERRY32_STEP) | 0);
+  const v = mulberry32Hash((s + 3 * MULBERRY32_STEP) | 0) * 2.3283064365386963e-10;
   let photons = 0;
   if (mu >= POISSON_NORMAL_ABOVE_MEAN) {
     photons = mu + Math.sqrt(mu) * table[a >>> 16] + 6755399441055744 - 6755399441055744;
@@ -256,7 +245,7 @@ function exposeSpotPixel(
     Math.sqrt(panel.darkNoiseAdu * panel.darkNoiseAdu + spread * spread * photons) * table[b >>> 16];
   if (adu > panel.maxAdu) adu = panel.maxAdu;
   out[i] = panel.roundAdu ? adu + 6755399441055744 - 6755399441055744 : adu;
-  return (s + 3 * 0x6d2b79f5) | 0;
+  return (s + 3 * MULBERRY32_STEP) | 0;
 }
 
 /** Whether the panels' rectangles cover every slab pixel (then the full pass writes all of `out`). */
@@ -305,7 +294,7 @@ export function exposeFrame(
   const { fsSize } = maps;
   const panels = maps.geometry.panels;
   const ssOffsets = maps.layout.panelSsOffset;
-  const panelFrames: PanelFrame[] = panels.map((panel, p) => ({
+  const panelFrames: PanelExposure[] = panels.map((panel, p) => ({
     backgroundScale,
     aduPerPhoton: aduPerPhoton[p],
     offsetAdu: panelOffsetAdu[p],

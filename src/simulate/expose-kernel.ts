@@ -24,6 +24,7 @@
  * All float arithmetic is f32 in that order; test/simulate/expose-kernel.test.ts repeats it in scalar
  * JavaScript with Math.fround and checks the images are bit-identical.
  */
+import { MULBERRY32_STEP } from '../util/random.js';
 import {
   assembleWasm,
   compileWasm,
@@ -43,8 +44,6 @@ import {
   smallNormalQuantiles,
 } from './poisson.js';
 
-/** Mulberry32's counter increment. */
-export const MULBERRY32_STEP = 0x6d2b79f5;
 /** Relative gain step of the packed gain/pedestal word (see DetectorState in detector.ts). */
 export const GAIN_UNIT = 2 ** -13;
 /** Pedestal step of the packed word, ADU. */
@@ -279,6 +278,21 @@ function kernelModule(): { module: WasmCompiledModule; spec: WasmModuleSpec } {
   return compiled;
 }
 
+/** What the kernel needs of one panel for one frame. */
+export interface PanelExposure {
+  /** Multiplies the background map (the frame's intensity jitter and background level). */
+  backgroundScale: number;
+  /** ADU per photon at relative gain 1. */
+  aduPerPhoton: number;
+  /** The panel's common-mode offset, ADU. */
+  offsetAdu: number;
+  maxAdu: number;
+  darkNoiseAdu: number;
+  /** Sigma of one photon's ADU (photonAduSpreadFraction x aduPerPhoton). */
+  photonSpreadAdu: number;
+  roundAdu: boolean;
+}
+
 /** One kernel instance: its memory and the slab-sized arrays in it. */
 export interface ExposureKernel {
   pixelCount: number;
@@ -300,16 +314,7 @@ export interface ExposureKernel {
     width: number,
     stride: number,
     seed: number,
-    panel: {
-      backgroundScale: number;
-      /** ADU per photon at relative gain 1. */
-      aduPerPhoton: number;
-      offsetAdu: number;
-      maxAdu: number;
-      darkNoiseAdu: number;
-      photonSpreadAdu: number;
-      roundAdu: boolean;
-    },
+    panel: PanelExposure,
   ): number;
 }
 

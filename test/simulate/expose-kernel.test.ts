@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import {
   createExposureKernel,
   GAIN_UNIT,
-  MULBERRY32_STEP,
+  type PanelExposure,
   PEDESTAL_UNIT_ADU,
 } from '../../src/simulate/expose-kernel.js';
 import {
@@ -12,27 +12,10 @@ import {
   poissonTables,
   smallNormalQuantiles,
 } from '../../src/simulate/poisson.js';
-import { seededRandom } from '../../src/util/random.js';
-
-interface PanelFrame {
-  backgroundScale: number;
-  aduPerPhoton: number;
-  offsetAdu: number;
-  maxAdu: number;
-  darkNoiseAdu: number;
-  photonSpreadAdu: number;
-  roundAdu: boolean;
-}
+import { MULBERRY32_STEP, mulberry32Hash, seededRandom } from '../../src/util/random.js';
 
 /** Round to nearest, ties to even (f32.nearest on an f32 value). */
 const nearestEven = (x: number) => x + 6755399441055744 - 6755399441055744;
-
-/** Mulberry32's output for counter value `s`. */
-function mulberry32(s: number): number {
-  let t = Math.imul(s ^ (s >>> 15), s | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return (t ^ (t >>> 14)) >>> 0;
-}
 
 /**
  * The kernel's documented algorithm (expose-kernel.ts), one pixel at a time in plain JavaScript, every
@@ -47,7 +30,7 @@ function referenceExposeRows(
   width: number,
   stride: number,
   seed: number,
-  panel: PanelFrame,
+  panel: PanelExposure,
   rare = { normalLanes: 0, outerLanes: 0 },
 ): number {
   const f = Math.fround;
@@ -63,8 +46,8 @@ function referenceExposeRows(
   let c = seed | 0;
   for (let r = 0; r < rows; r++) {
     for (let x = 0; x < width; x += 4) {
-      const a = [0, 1, 2, 3].map((l) => mulberry32((c + Math.imul(l + 1, MULBERRY32_STEP)) | 0));
-      const b = [0, 1, 2, 3].map((l) => mulberry32((c + Math.imul(l + 5, MULBERRY32_STEP)) | 0));
+      const a = [0, 1, 2, 3].map((l) => mulberry32Hash((c + Math.imul(l + 1, MULBERRY32_STEP)) | 0));
+      const b = [0, 1, 2, 3].map((l) => mulberry32Hash((c + Math.imul(l + 5, MULBERRY32_STEP)) | 0));
       c = (c + Math.imul(8, MULBERRY32_STEP)) | 0;
       for (let l = 0; l < 4 && x + l < width; l++) {
         const i = start + r * stride + x + l;
@@ -118,7 +101,7 @@ test('the SIMD kernel equals the scalar reference bit for bit, and continues the
   const kernel = createExposureKernel(pixelCount);
   kernel.gainPedestal.set(gp);
   kernel.background.set(bg);
-  const panels: { start: number; rows: number; width: number; panel: PanelFrame }[] = [
+  const panels: { start: number; rows: number; width: number; panel: PanelExposure }[] = [
     {
       start: 0,
       rows: 20,
