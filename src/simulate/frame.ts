@@ -85,8 +85,10 @@ function gaussian(random: () => number): number {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
-export function createFrameContext(setup: SimulationSetup): FrameContext {
-  const maps = computePixelMaps(setup.geometry);
+export function createFrameContext(
+  setup: SimulationSetup,
+  maps: PixelMaps = computePixelMaps(setup.geometry),
+): FrameContext {
   return {
     setup,
     maps,

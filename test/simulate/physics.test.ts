@@ -18,7 +18,7 @@ import {
 import { type FrameContext, frameSeed, simulateFramePhysics } from '../../src/simulate/frame.js';
 import { parseSimulateOptions } from '../../src/simulate/options.js';
 import { randomRotation, rotateRows } from '../../src/simulate/orientation.js';
-import { createProjector } from '../../src/simulate/projection.js';
+import { createProjector, maxTwoTheta } from '../../src/simulate/projection.js';
 import {
   hklUniform,
   predictReflections,
@@ -28,7 +28,7 @@ import {
 import { resolveSetup } from '../../src/simulate/run.js';
 import { UserError } from '../../src/util/errors.js';
 import { seededRandom } from '../../src/util/random.js';
-import { needsShared, sharedPath } from '../helpers.js';
+import { haveShared, needsShared, sharedPath } from '../helpers.js';
 
 const cell = (
   a: number,
@@ -345,6 +345,27 @@ test('spots map back on real geometries (rotated CSPAD modules, Jungfrau 4M)', n
     checkRoundTrip(readGeometry(sharedPath('data/geometry/cspad-cxiformat.geom')), 'thermolysin') > 50,
   );
   assert.ok(checkRoundTrip(readGeometry(sharedPath('data/geometry/jungfrau4M.geom')), 'lysozyme') > 50);
+});
+
+test('the largest scattering angle, from panel corners, is the largest over every pixel', () => {
+  const geometries = [defaultGeometry(), tiltedGeometry()];
+  // With ../shared: rotated CSPAD modules, a Jungfrau 4M and the Eiger 16M too.
+  if (haveShared)
+    for (const name of ['cspad-cxiformat.geom', 'jungfrau4M.geom', 'Eiger16M-binning2-nativefiles.geom'])
+      geometries.push(readGeometry(sharedPath(`data/geometry/${name}`)));
+  for (const geometry of geometries) {
+    const maps = computePixelMaps(geometry);
+    for (const clenM of [0.05, 0.2]) {
+      const clens = geometry.panels.map(() => clenM);
+      let brute = 0;
+      for (let i = 0; i < maps.panelIndex.length; i++) {
+        const p = maps.panelIndex[i];
+        if (p < 0) continue;
+        brute = Math.max(brute, Math.atan2(Math.hypot(maps.xM[i], maps.yM[i]), clens[p] + maps.zOffsetM[i]));
+      }
+      assert.ok(Math.abs(maxTwoTheta(maps, clens) - brute) < 1e-12, `${geometry.sourcePath} at ${clenM} m`);
+    }
+  }
 });
 
 test('a frame depends only on (seed, frame index)', () => {
