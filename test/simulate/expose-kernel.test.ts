@@ -130,6 +130,22 @@ test('the SIMD kernel equals the scalar reference bit for bit, and continues the
         roundAdu: false,
       },
     },
+    {
+      // 3 pixels wide and ending on the slab's last pixel: every group is a tail, and the lanes past
+      // the row read the padding after the arrays.
+      start: pixelCount - 3 * fsSize - 3,
+      rows: 4,
+      width: 3,
+      panel: {
+        backgroundScale: 2,
+        aduPerPhoton: 25,
+        offsetAdu: 3,
+        maxAdu: 1e4,
+        darkNoiseAdu: 5,
+        photonSpreadAdu: 7,
+        roundAdu: true,
+      },
+    },
   ];
   const expected = new Float32Array(pixelCount).fill(-7);
   kernel.image.fill(-7);
