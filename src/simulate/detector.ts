@@ -104,9 +104,6 @@ export function packGainPedestal(
   return out;
 }
 
-// Rounding in the sparse spot pass: x + 1.5 x 2^52 - 1.5 x 2^52 rounds x to the nearest integer (ties
-// to even, as the kernel's f32x4.nearest) for |x| < 2^51, without Math.round's branches.
-
 /** Gaussian draw from a `() => number` source (set-up code only; the frame loop uses the table). */
 function gaussian(random: () => number): number {
   const table = normalQuantiles();
@@ -217,7 +214,9 @@ export interface Exposure {
 /**
  * Draws pixel `i` again from scratch with mean `mu` (background plus spot), with the noise model of the
  * full pass and three fresh words; returns the generator counter. Set-up per call is small: a frame has
- * thousands of spot pixels, not millions.
+ * thousands of spot pixels, not millions. Rounding: x + 1.5 x 2^52 - 1.5 x 2^52 is x rounded to the
+ * nearest integer (ties to even, as the kernel's f32x4.nearest) for |x| < 2^51, without Math.round's
+ * branches.
  */
 function exposeSpotPixel(
   i: number,

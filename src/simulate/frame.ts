@@ -40,14 +40,18 @@ export interface SimulationSetup {
   minPartiality: number;
 }
 
-export interface FrameContext {
+/** What a frame's physics needs (crystals, reflections, spots): no image formation. */
+export interface PhysicsContext {
   setup: SimulationSetup;
   maps: PixelMaps;
   projector: Projector;
-  render: RenderContext;
   /** a*, b*, c* rows of the unrotated cell. */
   reciprocalPerA: Float64Array;
   cellVolumeA3: number;
+}
+
+export interface FrameContext extends PhysicsContext {
+  render: RenderContext;
 }
 
 /** A crystal of the frame with what the truth and stream record about it. */
@@ -85,23 +89,33 @@ function gaussian(random: () => number): number {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
-export function createFrameContext(
+/** The physics part of a frame context (cheap: no detector state or background maps). */
+export function createPhysicsContext(
   setup: SimulationSetup,
   maps: PixelMaps = computePixelMaps(setup.geometry),
-): FrameContext {
+): PhysicsContext {
   return {
     setup,
     maps,
     projector: createProjector(maps, setup.panelClensM),
-    render: createRenderContext(maps, setup.imaging, setup.seed),
     reciprocalPerA: reciprocalMatrix(setup.crystal.cell),
     cellVolumeA3: cellVolumeA3(setup.crystal.cell),
   };
 }
 
+export function createFrameContext(
+  setup: SimulationSetup,
+  maps: PixelMaps = computePixelMaps(setup.geometry),
+): FrameContext {
+  return {
+    ...createPhysicsContext(setup, maps),
+    render: createRenderContext(maps, setup.imaging, setup.seed),
+  };
+}
+
 /** The physics of frame `frameIndex`: conditions, crystals and their spots (no image). */
 export function simulateFramePhysics(
-  context: FrameContext,
+  context: PhysicsContext,
   frameIndex: number,
 ): Omit<SimulatedFrame, 'rendered'> {
   const { setup, projector } = context;

@@ -118,8 +118,8 @@ export interface RenderContext {
   backgroundMaps: { key: string; photons: Float32Array }[];
   /** The background's per-pixel terms for the last camera length (built on the first frame). */
   backgroundModel: BackgroundModel | undefined;
-  /** All zeros: the map of background level 'none'. */
-  noBackground: Float32Array;
+  /** All zeros: the map of background level 'none' (allocated by its first frame). */
+  noBackground: Float32Array | undefined;
   /** Expected spot photons per pixel of the frame being rendered; zeroed again after each frame. */
   spotPhotons: Float32Array;
   touched: Int32Array;
@@ -157,7 +157,7 @@ export function createRenderContext(
     armAngleRad,
     backgroundMaps: [],
     backgroundModel: undefined,
-    noBackground: new Float32Array(size),
+    noBackground: undefined,
     spotPhotons: new Float32Array(size),
     touched: new Int32Array(4096),
   };
@@ -225,8 +225,11 @@ export function renderFrame(
   const gaussian = () => table[(random() * 65536) | 0];
 
   const scaleLevel = levelScale(options);
+  if (scaleLevel === 0) ctx.noBackground ??= new Float32Array(size);
   const backgroundMap =
-    scaleLevel > 0 ? backgroundFor(ctx, conditions) : { key: 'none', photons: ctx.noBackground };
+    scaleLevel > 0
+      ? backgroundFor(ctx, conditions)
+      : { key: 'none', photons: ctx.noBackground as Float32Array };
   const background = backgroundMap.photons;
   const jitter = options.backgroundJitterFraction;
   const backgroundScale = scaleLevel * Math.exp(jitter * gaussian() - 0.5 * jitter * jitter);

@@ -15,10 +15,10 @@ import {
   type UnitCell,
   validateCell,
 } from '../../src/simulate/cell.js';
-import { type FrameContext, frameSeed, simulateFramePhysics } from '../../src/simulate/frame.js';
+import { createPhysicsContext, frameSeed, simulateFramePhysics } from '../../src/simulate/frame.js';
 import { parseSimulateOptions } from '../../src/simulate/options.js';
 import { randomRotation, rotateRows } from '../../src/simulate/orientation.js';
-import { createProjector, maxTwoTheta } from '../../src/simulate/projection.js';
+import { maxTwoTheta } from '../../src/simulate/projection.js';
 import {
   hklUniform,
   predictReflections,
@@ -291,13 +291,7 @@ function checkRoundTrip(geometry: Geometry, preset: string, clenM?: number): num
     parseSimulateOptions({ frames: 1, outPath: 'x', preset, hitRate: 1, clenM }),
   );
   const maps = computePixelMaps(geometry);
-  const context = {
-    setup,
-    maps,
-    projector: createProjector(maps, setup.panelClensM),
-    reciprocalPerA: reciprocalMatrix(setup.crystal.cell),
-    cellVolumeA3: cellVolumeA3(setup.crystal.cell),
-  } as FrameContext;
+  const context = createPhysicsContext(setup, maps);
   let checked = 0;
   for (let frame = 0; frame < 2; frame++) {
     const physics = simulateFramePhysics(context, frame);
@@ -373,16 +367,7 @@ test('a frame depends only on (seed, frame index)', () => {
     defaultGeometry(),
     parseSimulateOptions({ frames: 1, outPath: 'x', hitRate: 1 }),
   );
-  const make = () => {
-    const maps = computePixelMaps(setup.geometry);
-    return {
-      setup,
-      maps,
-      projector: createProjector(maps, setup.panelClensM),
-      reciprocalPerA: reciprocalMatrix(setup.crystal.cell),
-      cellVolumeA3: cellVolumeA3(setup.crystal.cell),
-    } as FrameContext;
-  };
+  const make = () => createPhysicsContext(setup);
   const a = make();
   const b = make();
   const late = simulateFramePhysics(a, 3);

@@ -9,11 +9,9 @@ import { openFrameReader } from '../../src/io/cxi-reader.js';
 import { parseGeometry, readGeometry } from '../../src/io/geom.js';
 import { getDataset, openHdf5, readSlice } from '../../src/io/hdf5.js';
 import { readStream } from '../../src/io/stream/reader.js';
-import { cellVolumeA3, reciprocalMatrix } from '../../src/simulate/cell.js';
-import { type FrameContext, type SimulatedFrame, simulateFramePhysics } from '../../src/simulate/frame.js';
+import { createPhysicsContext, type SimulatedFrame, simulateFramePhysics } from '../../src/simulate/frame.js';
 import { parseSimulateOptions } from '../../src/simulate/options.js';
 import { presetNames, presets } from '../../src/simulate/presets.js';
-import { createProjector } from '../../src/simulate/projection.js';
 import { readGeometryText, resolveSetup, runSimulation } from '../../src/simulate/run.js';
 import { UserError } from '../../src/util/errors.js';
 import { needsShared, runCli, sharedPath } from '../helpers.js';
@@ -316,13 +314,7 @@ test('every preset runs on the CSPAD, Jungfrau 4M, ePix10k2M, Rayonix and Pilatu
         geometry,
         parseSimulateOptions({ frames: 1, outPath: 'x', preset, hitRate: 1 }),
       );
-      const context = {
-        setup,
-        maps,
-        projector: createProjector(maps, setup.panelClensM),
-        reciprocalPerA: reciprocalMatrix(setup.crystal.cell),
-        cellVolumeA3: cellVolumeA3(setup.crystal.cell),
-      } as FrameContext;
+      const context = createPhysicsContext(setup, maps);
       const physics = simulateFramePhysics(context, 0);
       assert.ok(physics.spots.length > 20, `${name} ${preset}: ${physics.spots.length} spots`);
     }
