@@ -23,6 +23,13 @@ export interface RunPeaksOptions {
   inputs: string[];
   outPath: string;
   spec: PeakFinderSpec;
+  /**
+   * A finder of another layer (the model of `src/infer`), built once on the run's maps and mask; it
+   * replaces `spec`'s and runs on this thread (it parallelises inside, e.g. onnxruntime's threads).
+   */
+  createFinder?: (maps: PixelMaps, mask: Uint8Array) => Promise<AsyncPeakFinder>;
+  /** Peak-table width with `createFinder` (default 2048). */
+  maxPeaks?: number;
   dataPath?: string;
   /** Extra mask files `FILE[:DATASET]` (default dataset /data/data; nonzero = good). */
   maskFiles?: string[];
@@ -32,6 +39,11 @@ export interface RunPeaksOptions {
   peakGroup?: string;
   /** Called after each frame is written. */
   onFrame?: (done: number, total: number, frame: FrameResult) => void;
+}
+
+export interface AsyncPeakFinder {
+  find(image: Float32Array): Promise<PeakList>;
+  release(): Promise<void>;
 }
 
 export interface FrameResult {
@@ -138,7 +150,7 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
   const mask = await buildRunMask(maps, options);
   const { sources, close } = await frameSources(maps, options);
   const writer = await createCxiWriter(options.outPath, {
-    maxPeaks: maxPeaksOf(options.spec),
+    maxPeaks: options.createFinder ? (options.maxPeaks ?? 2048) : maxPeaksOf(options.spec),
     peakGroup: options.peakGroup ?? defaultPeakGroup,
   });
   const workers = Math.max(1, options.workers ?? 1);
@@ -149,7 +161,15 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
       peaks += list.count;
       options.onFrame?.(done, sources.length, { file: source.file, frame: source.frame, peaks: list });
     };
-    if (workers === 1) {
+    if (options.createFinder !== undefined) {
+      const finder = await options.createFinder(maps, mask);
+      try {
+        for (let k = 0; k < sources.length; k++)
+          record(sources[k], await finder.find(sources[k].read()), k + 1);
+      } finally {
+        await finder.release();
+      }
+    } else if (workers === 1) {
       const find = createPeakFinder(maps, mask, options.spec);
       for (let k = 0; k < sources.length; k++) record(sources[k], find(sources[k].read()), k + 1);
     } else {

@@ -1,8 +1,11 @@
 /**
  * From a segmentation model's output to a peak list, as the reference system does it: per-pixel
- * argmax of the 2-class logits, 8-connected components of peak pixels, and each component's
- * intensity-weighted centre of mass on the original image (CXI slab convention).
+ * argmax of the 2-class logits, 8-connected components of peak pixels (`labelComponents`), and each
+ * component's intensity-weighted centre of mass on the original image (CXI slab convention).
+ * `src/infer/peaks.ts` is the product's version (per panel, background-subtracted centroids, SNR);
+ * this one is the reference system's plain rule, kept for the demo's comparisons.
  */
+import { labelComponents } from './components.js';
 import { createPeakList, type PeakList } from './peak-list.js';
 
 /**
@@ -21,52 +24,35 @@ export function segmentPeaks(
   const maxPeaks = options.maxPeaks ?? 2048;
   const isPeak = new Uint8Array(n);
   for (let i = 0; i < n; i++) isPeak[i] = logits[n + i] > logits[i] ? 1 : 0;
-  const stack = new Int32Array(n);
+  const components = labelComponents(isPeak, ssSize, fsSize);
   const peaks = createPeakList(maxPeaks);
-  for (let seed = 0; seed < n && peaks.count < maxPeaks; seed++) {
-    if (!isPeak[seed]) continue;
-    isPeak[seed] = 0;
-    let top = 0;
-    stack[top++] = seed;
-    let pixels = 0;
+  for (let c = 0; c < components.count && peaks.count < maxPeaks; c++) {
+    const from = components.start[c];
+    const to = components.start[c + 1];
+    if (to - from < minPixels) continue;
     let sum = 0;
     let sumFs = 0;
     let sumSs = 0;
     let weightSum = 0;
     let max = Number.NEGATIVE_INFINITY;
-    while (top > 0) {
-      const p = stack[--top];
+    for (let j = from; j < to; j++) {
+      const p = components.pixels[j];
       const ss = Math.floor(p / fsSize);
       const fs = p - ss * fsSize;
       // Weights must be positive for a centre of mass; background-level pixels count a little.
       const value = image[p];
       const weight = Math.max(value, 1e-6);
-      pixels++;
       sum += value;
       sumFs += weight * fs;
       sumSs += weight * ss;
       weightSum += weight;
       max = Math.max(max, value);
-      for (let dss = -1; dss <= 1; dss++) {
-        const s2 = ss + dss;
-        if (s2 < 0 || s2 >= ssSize) continue;
-        for (let dfs = -1; dfs <= 1; dfs++) {
-          const f2 = fs + dfs;
-          if (f2 < 0 || f2 >= fsSize) continue;
-          const q = s2 * fsSize + f2;
-          if (isPeak[q]) {
-            isPeak[q] = 0;
-            stack[top++] = q;
-          }
-        }
-      }
     }
-    if (pixels < minPixels) continue;
     const k = peaks.count++;
     peaks.fs[k] = sumFs / weightSum;
     peaks.ss[k] = sumSs / weightSum;
     peaks.totalIntensity[k] = sum;
-    peaks.nPixels[k] = pixels;
+    peaks.nPixels[k] = to - from;
     peaks.maxValue[k] = max;
   }
   return peaks;

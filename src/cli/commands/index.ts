@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import * as demo from './demo.js';
 import * as evaluate from './eval.js';
+import * as exportModel from './export.js';
 import * as geom from './geom.js';
 import * as inspect from './inspect.js';
 import * as model from './model.js';
@@ -15,6 +16,7 @@ import * as tune from './tune.js';
 export function registerCommands(program: Command): void {
   demo.register(program);
   evaluate.register(program);
+  exportModel.register(program);
   geom.register(program);
   inspect.register(program);
   model.register(program);

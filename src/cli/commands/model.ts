@@ -29,9 +29,25 @@ export function register(program: Command): void {
   model
     .command('info')
     .description('Parameter counts per component and forward GFLOP per megapixel of a PeakNet configuration')
-    .argument('<name>', 'e.g. peaknet-atto-1x32-h32 (see `braggflow model list`)')
+    .argument('<name>', 'e.g. peaknet-atto-1x32-h32 (see `braggflow model list`), or a model file M.onnx')
     .option('--json', 'print JSON for scripts')
     .action(async (name: string, options: { json?: boolean }) => {
+      if (name.toLowerCase().endsWith('.onnx')) {
+        const { readModelFile } = await import('../../infer/model-file.js');
+        const { meta } = readModelFile(name);
+        if (options.json) {
+          printJson(meta);
+          return;
+        }
+        const p = meta.provenance;
+        process.stdout.write(
+          `${name}: ${meta.config.name}, ${meta.params.toLocaleString('en-US')} params, model format ${meta.formatVersion}\n` +
+            `input      ${meta.preprocessing.kind} (clip ${meta.preprocessing.clipSigma} sigma x ${meta.preprocessing.clipIterations}), tile ${meta.tile.heightPx}x${meta.tile.widthPx}, overlap ${meta.tile.overlapPx} px, per panel\n` +
+            `decision   logit margin > ${meta.decision.marginLogit}, components >= ${meta.decision.minPixels} px${meta.decision.chosenBy ? ` (${meta.decision.chosenBy})` : ''}\n` +
+            `trained    ${p.steps} steps, ${p.wallSeconds.toFixed(0)} s, ${p.date}, braggflow ${p.braggflowVersion}; data: ${p.data}\n`,
+        );
+        return;
+      }
       const { modelInfo } = await import('../../nn/models/registry.js');
       const info = modelInfo(name);
       const summary = {

@@ -13,6 +13,10 @@ interface PeaksCliOptions {
   frames?: string;
   workers: string;
   json?: boolean;
+  // peaknet
+  model?: string;
+  provider?: string;
+  batch?: string;
   // pf8 (indexamajig names)
   threshold?: string;
   minSnr?: string;
@@ -78,8 +82,13 @@ async function run(options: PeaksCliOptions): Promise<void> {
       import('../../peaks/peak-list.js'),
     ]);
   const method = options.method;
+  if (method === 'peaknet') return runPeakNet(options);
   if (method !== 'pf8' && method !== 'dispersion')
-    throw new UserError(`unknown method '${method}' (known: pf8, dispersion)`, undefined, '--method');
+    throw new UserError(
+      `unknown method '${method}' (known: pf8, dispersion, peaknet)`,
+      undefined,
+      '--method',
+    );
   const fromFile = options.params === undefined ? undefined : paramsFile.readPeakParamsFile(options.params);
   if (fromFile !== undefined && fromFile.method !== method) {
     throw new UserError(
@@ -168,6 +177,85 @@ async function run(options: PeaksCliOptions): Promise<void> {
     process.stdout.write(`${summary.peaksDropped} peaks beyond the table width were left out\n`);
 }
 
+async function runPeakNet(options: PeaksCliOptions): Promise<void> {
+  const [{ UserError }, { runPeaks }, { createProgress }, modelFile, finder, { integerOption }] =
+    await Promise.all([
+      import('../../util/errors.js'),
+      import('../../peaks/run-peaks.js'),
+      import('../progress.js'),
+      import('../../infer/model-file.js'),
+      import('../../infer/peaknet-finder.js'),
+      import('../options.js'),
+    ]);
+  if (options.model === undefined)
+    throw new UserError(
+      'no default model ships with this version yet; pass --model M.onnx (see `braggflow export`)',
+      undefined,
+      '--model',
+    );
+  for (const flag of [...pf8Flags, ...dispersionFlags])
+    if (flag[0] !== 'maxPeaks' && options[flag[0]] !== undefined)
+      throw new UserError(
+        `is a ${pf8Flags.includes(flag) ? 'pf8' : 'dispersion'} option; a model file needs no parameter`,
+        undefined,
+        `--${flag[1]}`,
+      );
+  const provider = options.provider ?? 'cpu';
+  if (provider !== 'cpu' && provider !== 'webgpu' && provider !== 'cuda')
+    throw new UserError(`unknown provider '${provider}' (known: cpu, webgpu, cuda)`, undefined, '--provider');
+  const file = modelFile.readModelFile(options.model);
+  const batch = integerOption('--batch', options.batch ?? '8');
+  const threads = integerOption('--workers', options.workers);
+  const maxPeaks = options.maxPeaks === undefined ? 2048 : integerOption('--max-peaks', options.maxPeaks);
+  const frames: { file: string; frame: number; count: number; peaks: Record<string, number>[] }[] = [];
+  let progress: ReturnType<typeof createProgress> | undefined;
+  const { peakColumns } = await import('../../peaks/peak-list.js');
+  const summary = await runPeaks({
+    geometryPath: options.geom,
+    inputs: options.in,
+    outPath: options.out,
+    // Unused with createFinder; the spec type wants one.
+    spec: { method: 'pf8', params: (await import('../../peaks/pf8-params.js')).resolvePf8Params({}, {}) },
+    createFinder: (maps, mask) =>
+      finder.createPeakNetFinder(file, maps, mask, { provider, batch, intraOpThreads: threads, maxPeaks }),
+    maxPeaks,
+    dataPath: options.dataPath,
+    maskFiles: options.mask,
+    frames: options.frames === undefined ? undefined : parseFrameRange(options.frames),
+    onFrame(done, total, result) {
+      progress ??= createProgress('peaks', total, (line) => process.stderr.write(`${line}\n`));
+      progress.update(done, `${result.peaks.count} peaks`);
+      if (options.json) {
+        const peaks: Record<string, number>[] = [];
+        for (let k = 0; k < result.peaks.count; k++) {
+          const peak: Record<string, number> = {};
+          for (const column of peakColumns) peak[column] = result.peaks[column][k];
+          peaks.push(peak);
+        }
+        frames.push({ file: result.file, frame: result.frame, count: result.peaks.count, peaks });
+      }
+    },
+  });
+  progress?.stop();
+  if (options.json) {
+    printJson({
+      method: 'peaknet',
+      model: options.model,
+      decision: file.meta.decision,
+      out: options.out,
+      frameCount: summary.frames,
+      peakCount: summary.peaks,
+      peaksDropped: summary.peaksDropped,
+      seconds: summary.seconds,
+      frames,
+    });
+    return;
+  }
+  process.stdout.write(
+    `${summary.frames} frames, ${summary.peaks} peaks (${(summary.peaks / Math.max(1, summary.frames)).toFixed(1)} per frame) -> ${options.out} in ${summary.seconds.toFixed(2)} s\n`,
+  );
+}
+
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function register(program: Command): void {
@@ -176,7 +264,10 @@ export function register(program: Command): void {
     .description(
       'Find peaks in every frame (peakfinder8 or a DIALS-style dispersion finder); write a CXI peak table',
     )
-    .option('--method <name>', 'pf8 or dispersion', 'pf8')
+    .option('--method <name>', 'pf8, dispersion or peaknet', 'pf8')
+    .option('--model <file.onnx>', 'peaknet: model file (from `braggflow export`)')
+    .option('--provider <name>', 'peaknet: onnxruntime execution provider: cpu, webgpu or cuda', 'cpu')
+    .option('--batch <n>', 'peaknet: panel tiles per model run (default 8)')
     .requiredOption('--geom <file>', 'CrystFEL geometry')
     .requiredOption('--in <files...>', 'CXI/HDF5 frame stacks and/or CBF files, read in order')
     .requiredOption('--out <file.cxi>', 'CXI file to write (peak table under /entry_1/result_1)')
@@ -191,7 +282,11 @@ export function register(program: Command): void {
       collect,
     )
     .option('--frames <a:b>', 'frames a (included) to b (excluded), counted over all inputs in order')
-    .option('--workers <n>', 'worker threads (frames in parallel, output in input order)', '1')
+    .option(
+      '--workers <n>',
+      'worker threads (frames in parallel, output in input order); peaknet: onnxruntime threads',
+      '1',
+    )
     .option('--json', "print the parameters and every frame's peaks as JSON")
     .option('--threshold <adu>', 'pf8: minimum threshold, ADU (default 800)')
     .option('--min-snr <x>', 'pf8: minimum SNR, and the radial sigma cut (default 5)')

@@ -1,0 +1,149 @@
+/**
+ * `braggflow export`: a training checkpoint (safetensors) to a model file (model-file.ts), with the
+ * tile, preprocessing and decision rule recorded. The rule (logit margin, smallest component) is the
+ * one given, or, with calibration frames (a CXI run with its truth peak table, as `braggflow
+ * simulate` writes it), the one with the best peak-level F1 on them (Hungarian within `radiusPx`, as
+ * `braggflow eval`): the model's argmax is not calibrated after a short run, so the threshold is
+ * chosen on data, as pf8's parameters are, and then travels inside the file.
+ */
+
+import { buildMask } from '../detector/mask-file.js';
+import { computePixelMaps } from '../detector/pixel-maps.js';
+import { matchPeaks, scoresFromCounts } from '../engine/match.js';
+import { readPeakTable } from '../io/cxi-peaks.js';
+import { openFrameReader } from '../io/cxi-reader.js';
+import { readGeometry } from '../io/geom.js';
+import { readCheckpointInfo } from '../nn/checkpoint.js';
+import { loadPeakNetCheckpoint } from '../train/trainer.js';
+import { UserError } from '../util/errors.js';
+import { BRAGGFLOW_VERSION } from '../util/version.js';
+import {
+  DEFAULT_PREPROCESSING,
+  type DecisionSpec,
+  type ModelFileMeta,
+  readModelFile,
+  type TileSpec,
+  writeModelFile,
+} from './model-file.js';
+import { createPeakNetFinder, type DecisionRule } from './peaknet-finder.js';
+
+export const DEFAULT_TILE: Readonly<TileSpec> = Object.freeze({ heightPx: 256, widthPx: 256, overlapPx: 32 });
+
+/** The rules tried when calibrating. */
+export const CALIBRATION_MARGINS = [-2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4];
+export const CALIBRATION_MIN_PIXELS = [1, 2, 3];
+
+export interface CalibrationInput {
+  geometryPath: string;
+  /** CXI with frames at /entry_1/data_1/data and a truth peak table. */
+  cxiPath: string;
+  truthGroup?: string;
+  /** Frames [first, end) to use (default all). */
+  frames?: [number, number];
+  radiusPx?: number;
+}
+
+export interface ExportOptions {
+  checkpointPath: string;
+  outPath: string;
+  tile?: TileSpec;
+  decision?: DecisionRule;
+  calibration?: CalibrationInput;
+  /** Provenance `data`, in words (default: from the checkpoint). */
+  data?: string;
+  wallSeconds?: number;
+}
+
+export interface ExportReport {
+  out: string;
+  meta: ModelFileMeta;
+  calibration?: { frames: number; truthPeaks: number; f1: number; argmaxF1: number };
+}
+
+export async function exportCheckpoint(options: ExportOptions): Promise<ExportReport> {
+  const info = readCheckpointInfo(options.checkpointPath);
+  const tile = options.tile ?? DEFAULT_TILE;
+  const model = loadPeakNetCheckpoint(options.checkpointPath, {
+    batch: 1,
+    heightPx: tile.heightPx,
+    widthPx: tile.widthPx,
+  });
+  const provenance = {
+    data: options.data ?? info.metadata.data ?? `checkpoint ${options.checkpointPath}`,
+    steps: info.step,
+    wallSeconds: options.wallSeconds ?? Number(info.metadata.wall_seconds ?? 0),
+    date: new Date().toISOString(),
+    braggflowVersion: BRAGGFLOW_VERSION,
+  };
+  const first: DecisionSpec = options.decision ?? { marginLogit: 0, minPixels: 2 };
+  const meta = { preprocessing: { ...DEFAULT_PREPROCESSING }, tile, provenance };
+  writeModelFile(options.outPath, model, { ...meta, decision: { ...first, chosenBy: 'given' } });
+  if (options.calibration === undefined)
+    return { out: options.outPath, meta: readModelFile(options.outPath).meta };
+  const chosen = await calibrateDecision(options.outPath, options.calibration);
+  writeModelFile(options.outPath, model, {
+    ...meta,
+    decision: {
+      ...chosen.rule,
+      chosenBy: `best peak F1 (${chosen.f1.toFixed(3)}, within ${options.calibration.radiusPx ?? 2} px) on ${chosen.frames} frames of ${options.calibration.cxiPath}`,
+    },
+  });
+  return {
+    out: options.outPath,
+    meta: readModelFile(options.outPath).meta,
+    calibration: {
+      frames: chosen.frames,
+      truthPeaks: chosen.truthPeaks,
+      f1: chosen.f1,
+      argmaxF1: chosen.argmaxF1,
+    },
+  };
+}
+
+/** The decision rule with the best micro F1 on labelled frames, for the model file at `modelPath`. */
+export async function calibrateDecision(
+  modelPath: string,
+  input: CalibrationInput,
+): Promise<{ rule: DecisionRule; f1: number; argmaxF1: number; frames: number; truthPeaks: number }> {
+  const file = readModelFile(modelPath);
+  const maps = computePixelMaps(readGeometry(input.geometryPath));
+  const mask = await buildMask(maps, { dataFile: input.cxiPath });
+  const truth = await readPeakTable(input.cxiPath, input.truthGroup ?? '/entry_1/truth_1');
+  const reader = await openFrameReader(input.cxiPath, { expectedSlabShape: [maps.ssSize, maps.fsSize] });
+  const [first, end] = input.frames ?? [0, reader.frameCount];
+  if (end > reader.frameCount || first >= end)
+    throw new UserError(
+      `frames ${first}:${end} are not in the file (it holds ${reader.frameCount})`,
+      input.cxiPath,
+    );
+  const rules = CALIBRATION_MARGINS.flatMap((marginLogit) =>
+    CALIBRATION_MIN_PIXELS.map((minPixels) => ({ marginLogit, minPixels })),
+  );
+  const counts = rules.map(() => ({ matched: 0, found: 0, reference: 0 }));
+  const finder = await createPeakNetFinder(file, maps, mask);
+  let truthPeaks = 0;
+  try {
+    for (let f = first; f < end; f++) {
+      const image = reader.readFrame(f);
+      const margins = await finder.margins(image);
+      truthPeaks += truth[f].count;
+      rules.forEach((rule, r) => {
+        const found = finder.peaksFromMargins(margins, image, rule);
+        const m = matchPeaks(found, truth[f], input.radiusPx ?? 2);
+        counts[r].matched += m.matched;
+        counts[r].found += m.found;
+        counts[r].reference += m.reference;
+      });
+    }
+  } finally {
+    await finder.release();
+    reader.close();
+  }
+  const f1s = counts.map((c) => scoresFromCounts(c.matched, c.found, c.reference).f1);
+  let best = 0;
+  f1s.forEach((f1, r) => {
+    if (f1 > f1s[best]) best = r;
+  });
+  const argmax = rules.findIndex((r) => r.marginLogit === 0 && r.minPixels === 2);
+  return { rule: rules[best], f1: f1s[best], argmaxF1: f1s[argmax], frames: end - first, truthPeaks };
+}

@@ -1,0 +1,194 @@
+/**
+ * The model file: one ONNX file that carries everything needed to serve it. Its `metadata_props`
+ * hold, under the key `braggflow`, a JSON document (`ModelFileMeta`): the PeakNet config, the input
+ * preprocessing, the tile the graph was built for, the decision rule that turns logits into peak
+ * pixels, and provenance. The weights are the graph's initialisers; a safetensors checkpoint beside
+ * the file (same name, `.safetensors`) keeps optimiser state for resuming, and is not needed to serve.
+ *
+ * The graph: input `image` float32 [1, 1, tileH, tileW] (already preprocessed, see preprocess.ts),
+ * output `logits` float32 [1, 2, tileH, tileW] (class 0 background, class 1 peak).
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import type { PeakNetConfig } from '../nn/models/config.js';
+import type { PeakNetModel } from '../nn/models/registry.js';
+import { resolveConfig } from '../nn/models/registry.js';
+import { decodeModel, type WrittenModel, writeModel } from '../nn/onnx/emit.js';
+import { UserError } from '../util/errors.js';
+import { BRAGGFLOW_VERSION } from '../util/version.js';
+
+export const MODEL_FORMAT = 'braggflow-peaknet';
+/** Bumped when a field's meaning changes; a reader refuses a newer format instead of guessing. */
+export const MODEL_FORMAT_VERSION = 1;
+/** The metadata_props key of the JSON document. */
+export const MODEL_METADATA_KEY = 'braggflow';
+
+const preprocessingSchema = z.object({
+  /**
+   * `robust-asinh`: per tile, masked pixels set aside, the background level and noise from
+   * sigma-clipped statistics, then asinh((x - level) / noise). Gain and pedestal cancel: raw ADU of
+   * any detector goes in as it is.
+   */
+  kind: z.literal('robust-asinh'),
+  /** Clipping at this many sigmas, this many times. */
+  clipSigma: z.number().positive(),
+  clipIterations: z.number().int().min(0).max(20),
+});
+export type Preprocessing = z.infer<typeof preprocessingSchema>;
+
+export const DEFAULT_PREPROCESSING: Readonly<Preprocessing> = Object.freeze({
+  kind: 'robust-asinh',
+  clipSigma: 3,
+  clipIterations: 4,
+});
+
+const tileSchema = z.object({
+  /** The graph's input [H, W] (multiples of 32); panels are padded or cut to it. */
+  heightPx: z.number().int().positive().multipleOf(32),
+  widthPx: z.number().int().positive().multipleOf(32),
+  /** Overlap between neighbouring tiles on a panel larger than the tile, pixels. */
+  overlapPx: z.number().int().min(0),
+});
+export type TileSpec = z.infer<typeof tileSchema>;
+
+const decisionSchema = z.object({
+  /** A pixel is a peak pixel where logit(peak) - logit(background) > marginLogit (0 = argmax). */
+  marginLogit: z.number(),
+  /** Components of fewer pixels are dropped. */
+  minPixels: z.number().int().min(1),
+  /** How the rule was chosen (e.g. `validation F1 on 8 simulated frames`). */
+  chosenBy: z.string().optional(),
+});
+export type DecisionSpec = z.infer<typeof decisionSchema>;
+
+const provenanceSchema = z.object({
+  /** What the model was trained on, in words and numbers. */
+  data: z.string(),
+  steps: z.number().int().min(0),
+  wallSeconds: z.number().min(0),
+  /** ISO 8601. */
+  date: z.string(),
+  braggflowVersion: z.string(),
+  /** Free extras (teacher, validation scores, ...). */
+  notes: z.record(z.string(), z.unknown()).optional(),
+});
+export type Provenance = z.infer<typeof provenanceSchema>;
+
+const metaSchema = z.object({
+  format: z.literal(MODEL_FORMAT),
+  formatVersion: z.number().int().min(1),
+  /** PeakNet structure (validated again by the registry on load). */
+  config: z.record(z.string(), z.unknown()),
+  params: z.number().int().min(0),
+  preprocessing: preprocessingSchema,
+  tile: tileSchema,
+  decision: decisionSchema,
+  provenance: provenanceSchema,
+});
+
+export interface ModelFileMeta {
+  format: typeof MODEL_FORMAT;
+  formatVersion: number;
+  config: PeakNetConfig;
+  params: number;
+  preprocessing: Preprocessing;
+  tile: TileSpec;
+  decision: DecisionSpec;
+  provenance: Provenance;
+}
+
+export interface ModelFile {
+  path: string;
+  meta: ModelFileMeta;
+  /** The ONNX bytes, ready for an onnxruntime session. */
+  bytes: Uint8Array;
+}
+
+export type ModelFileMetaInput = Omit<ModelFileMeta, 'format' | 'formatVersion' | 'params' | 'config'>;
+
+/**
+ * Writes `model` (built for [1, 1, tile] with its weights as initialisers) with the metadata to
+ * `path`. The tile of `meta` must be the graph's input size.
+ */
+export function writeModelFile(path: string, model: PeakNetModel, meta: ModelFileMetaInput): WrittenModel {
+  const [, , h, w] = model.image.shape;
+  if (h !== meta.tile.heightPx || w !== meta.tile.widthPx)
+    throw new Error(
+      `model graph is built for ${h}x${w}, the metadata's tile is ${meta.tile.heightPx}x${meta.tile.widthPx}`,
+    );
+  const full: ModelFileMeta = {
+    format: MODEL_FORMAT,
+    formatVersion: MODEL_FORMAT_VERSION,
+    config: model.config,
+    params: model.graph.paramCount(),
+    ...meta,
+  };
+  return writeModel(model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) }), path, {
+    externalData: 'never',
+  });
+}
+
+/** Reads and checks a model file's metadata; a file that is not one is a one-line UserError. */
+export function parseModelFileMeta(metadata: Readonly<Record<string, string>>, path: string): ModelFileMeta {
+  const text = metadata[MODEL_METADATA_KEY];
+  if (text === undefined)
+    throw new UserError(
+      `is an ONNX model without braggflow metadata (no metadata_props key '${MODEL_METADATA_KEY}'); export one with \`braggflow export\``,
+      path,
+    );
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UserError('is not JSON', path, `metadata_props.${MODEL_METADATA_KEY}`);
+  }
+  const version = (raw as { formatVersion?: unknown })?.formatVersion;
+  if (typeof version === 'number' && version > MODEL_FORMAT_VERSION)
+    throw new UserError(
+      `was written in model format ${version}; this braggflow (${BRAGGFLOW_VERSION}) reads format ${MODEL_FORMAT_VERSION} and older`,
+      path,
+      `metadata_props.${MODEL_METADATA_KEY}.formatVersion`,
+    );
+  const parsed = metaSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UserError(issue.message, path, `metadata_props.${MODEL_METADATA_KEY}.${issue.path.join('.')}`);
+  }
+  let config: PeakNetConfig;
+  try {
+    config = resolveConfig(parsed.data.config as unknown as PeakNetConfig);
+  } catch (error) {
+    throw new UserError((error as Error).message, path, `metadata_props.${MODEL_METADATA_KEY}.config`);
+  }
+  return { ...parsed.data, format: MODEL_FORMAT, config };
+}
+
+/** Reads a model file: bytes and checked metadata. */
+export function readModelFile(path: string): ModelFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? 'error'})`, path);
+  }
+  let metadata: Record<string, string>;
+  let inputs: { name: string; dims: (number | string)[] }[];
+  try {
+    const spec = decodeModel(bytes, path);
+    metadata = { ...(spec.metadata ?? {}) };
+    inputs = spec.inputs.map((i) => ({ name: i.name, dims: [...i.dims] }));
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`is not an ONNX model (${(error as Error).message.split('\n')[0]})`, path);
+  }
+  const meta = parseModelFileMeta(metadata, path);
+  const image = inputs.find((i) => i.name === 'image');
+  if (image === undefined || image.dims[2] !== meta.tile.heightPx || image.dims[3] !== meta.tile.widthPx)
+    throw new UserError(
+      `graph input 'image' is [${image?.dims.join(', ') ?? 'missing'}], the metadata's tile is ${meta.tile.heightPx}x${meta.tile.widthPx}`,
+      path,
+      'graph.input',
+    );
+  return { path, meta, bytes };
+}

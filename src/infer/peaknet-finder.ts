@@ -1,0 +1,150 @@
+/**
+ * `peaks --method peaknet`: a model file served on a geometry. Per frame: every panel tile is cut out
+ * (tiling.ts), preprocessed on its own good pixels (preprocess.ts), run through the model in batches
+ * of tiles, and the decision rule of the file marks peak pixels on the pixels each tile owns; then
+ * components per panel become peaks (peaks.ts). Masked pixels (bad regions, mask files, NaN) are
+ * zero at the model's input and never peak pixels.
+ *
+ * The file's graph is built for one tile; a batch of N tiles runs a graph rebuilt for [N, 1, H, W]
+ * from the file's own weights (they do not depend on the batch), so one file serves any batch.
+ */
+import type { PixelMaps } from '../detector/pixel-maps.js';
+import { buildPeakNet } from '../nn/models/registry.js';
+import { decodeModel, encodeModel } from '../nn/onnx/emit.js';
+import { createSession, type ExecutionProvider, type Session } from '../nn/runtime.js';
+import type { PeakList } from '../peaks/peak-list.js';
+import type { DecisionSpec, ModelFile } from './model-file.js';
+
+export type DecisionRule = Pick<DecisionSpec, 'marginLogit' | 'minPixels'>;
+
+import { componentPeaks } from './peaks.js';
+import { preprocessTile } from './preprocess.js';
+import { cutTile, planTiles } from './tiling.js';
+
+export interface PeakNetFinderOptions {
+  provider?: ExecutionProvider;
+  /** Tiles per model run (default 8). */
+  batch?: number;
+  /** onnxruntime threads per op (default: onnxruntime's choice). */
+  intraOpThreads?: number;
+  maxPeaks?: number;
+}
+
+export interface PeakNetFinder {
+  /** The frame's peaks under the model file's decision rule. */
+  find(image: ArrayLike<number>): Promise<PeakList>;
+  /**
+   * logit(peak) - logit(background) per slab pixel (-Infinity where no tile decides); the returned
+   * array is reused by the next call.
+   */
+  margins(image: ArrayLike<number>): Promise<Float32Array>;
+  /** Peaks of a margin map under any rule (for choosing the rule on validation frames). */
+  peaksFromMargins(margins: Float32Array, image: ArrayLike<number>, rule: DecisionRule): PeakList;
+  /** Tiles per frame on this geometry. */
+  readonly tiles: number;
+  release(): Promise<void>;
+}
+
+/** The ONNX bytes of `file`'s network for a batch of `batch` tiles. */
+export function modelBytesForBatch(file: ModelFile, batch: number): Uint8Array {
+  if (batch === 1) return file.bytes;
+  const spec = decodeModel(file.bytes, file.path);
+  const weights = new Map(spec.initializers.map((t) => [t.name, t.values]));
+  const model = buildPeakNet(file.meta.config, {
+    batch,
+    heightPx: file.meta.tile.heightPx,
+    widthPx: file.meta.tile.widthPx,
+    paramsAs: 'initializers',
+  });
+  for (const param of model.graph.params()) {
+    const values = weights.get(param.name);
+    if (values === undefined) throw new Error(`${file.path}: initializer ${param.name} is missing`);
+    model.graph.getParam(param.name).set(values as Float32Array);
+  }
+  return encodeModel(model.toOnnx(spec.metadata));
+}
+
+export async function createPeakNetFinder(
+  file: ModelFile,
+  maps: PixelMaps,
+  goodPixels: Uint8Array | undefined,
+  options: PeakNetFinderOptions = {},
+): Promise<PeakNetFinder> {
+  const { tile: tileSpec, decision, preprocessing } = file.meta;
+  const tiles = planTiles(maps, tileSpec);
+  const batch = Math.max(1, Math.min(options.batch ?? 8, tiles.length));
+  const tilePixels = tileSpec.heightPx * tileSpec.widthPx;
+  const sessions = new Map<number, Session>();
+  const sessionFor = async (size: number): Promise<Session> => {
+    let session = sessions.get(size);
+    if (session === undefined) {
+      session = await createSession(modelBytesForBatch(file, size), {
+        executionProvider: options.provider,
+        intraOpThreads: options.intraOpThreads,
+      });
+      sessions.set(size, session);
+    }
+    return session;
+  };
+  const input = new Float32Array(batch * tilePixels);
+  const valid = new Uint8Array(tilePixels);
+  const valids = Array.from({ length: batch }, () => new Uint8Array(tilePixels));
+  const { ssSize, fsSize, panelIndex } = maps;
+  const peakPixels = new Uint8Array(ssSize * fsSize);
+  const maxPeaks = options.maxPeaks ?? 2048;
+  const margins = new Float32Array(ssSize * fsSize);
+  const peaksFromMargins = (marginMap: Float32Array, image: ArrayLike<number>, rule: DecisionRule) => {
+    for (let i = 0; i < marginMap.length; i++) peakPixels[i] = marginMap[i] > rule.marginLogit ? 1 : 0;
+    return componentPeaks(peakPixels, image, ssSize, fsSize, panelIndex, goodPixels, {
+      minPixels: rule.minPixels,
+      maxPeaks,
+    });
+  };
+  const marginsOf = async (image: ArrayLike<number>): Promise<Float32Array> => {
+    // -Infinity where no tile decides (masked, off-panel): never a peak pixel under any rule.
+    margins.fill(Number.NEGATIVE_INFINITY);
+    for (let first = 0; first < tiles.length; first += batch) {
+      const group = tiles.slice(first, first + batch);
+      // The last, shorter group runs a graph of its own size (built once, then reused).
+      const session = await sessionFor(group.length);
+      group.forEach((tile, b) => {
+        const values = input.subarray(b * tilePixels, (b + 1) * tilePixels);
+        cutTile(image, maps, goodPixels, tile, tileSpec, values, valid);
+        preprocessTile(values, valid, tilePixels, preprocessing);
+        valids[b].set(valid);
+      });
+      const out = await session.run({
+        image: {
+          dataType: 'float32',
+          dims: [group.length, 1, tileSpec.heightPx, tileSpec.widthPx],
+          values: group.length === batch ? input : input.subarray(0, group.length * tilePixels),
+        },
+      });
+      const logits = out[session.outputNames[0]].values as Float32Array;
+      group.forEach((tile, b) => {
+        const base = b * 2 * tilePixels;
+        const tileValid = valids[b];
+        for (let ss = tile.ownSs0; ss < tile.ownSs1; ss++) {
+          const r = ss - tile.ss0;
+          for (let fs = tile.ownFs0; fs < tile.ownFs1; fs++) {
+            const t = r * tileSpec.widthPx + (fs - tile.fs0);
+            if (tileValid[t]) margins[ss * fsSize + fs] = logits[base + tilePixels + t] - logits[base + t];
+          }
+        }
+      });
+    }
+    return margins;
+  };
+  return {
+    tiles: tiles.length,
+    margins: marginsOf,
+    peaksFromMargins,
+    async find(image) {
+      return peaksFromMargins(await marginsOf(image), image, decision);
+    },
+    async release() {
+      for (const session of sessions.values()) await session.release();
+      sessions.clear();
+    },
+  };
+}

@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { computePixelMaps } from '../../src/detector/pixel-maps.js';
+import { exportCheckpoint } from '../../src/infer/export.js';
+import { MODEL_METADATA_KEY, parseModelFileMeta, readModelFile } from '../../src/infer/model-file.js';
+import { createPeakNetFinder } from '../../src/infer/peaknet-finder.js';
+import { componentPeaks } from '../../src/infer/peaks.js';
+import { preprocessTile } from '../../src/infer/preprocess.js';
+import { axisTiles, planTiles } from '../../src/infer/tiling.js';
+import { readPeakTable } from '../../src/io/cxi-peaks.js';
+import { readGeometry } from '../../src/io/geom.js';
+import { buildPeakNet } from '../../src/nn/models/registry.js';
+import { writeModel } from '../../src/nn/onnx/emit.js';
+import { Trainer } from '../../src/train/trainer.js';
+import { UserError } from '../../src/util/errors.js';
+import { seededRandom } from '../../src/util/random.js';
+import { needsShared, runCli, sharedPath } from '../helpers.js';
+import { smallMaps } from '../peaks/pf8-fixtures.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'braggflow-infer-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Every pixel of every panel owned by exactly one tile, and every tile inside its panel. */
+function checkTiling(
+  maps: ReturnType<typeof smallMaps>,
+  tile = { heightPx: 64, widthPx: 64, overlapPx: 16 },
+) {
+  const owners = new Uint8Array(maps.ssSize * maps.fsSize);
+  for (const t of planTiles(maps, tile)) {
+    assert.ok(t.rows <= tile.heightPx && t.cols <= tile.widthPx);
+    for (let r = 0; r < t.rows; r++)
+      for (let c = 0; c < t.cols; c++)
+        assert.equal(maps.panelIndex[(t.ss0 + r) * maps.fsSize + t.fs0 + c], t.panel, 'tile crosses a seam');
+    assert.ok(
+      t.ownSs0 >= t.ss0 && t.ownSs1 <= t.ss0 + t.rows && t.ownFs0 >= t.fs0 && t.ownFs1 <= t.fs0 + t.cols,
+    );
+    for (let ss = t.ownSs0; ss < t.ownSs1; ss++)
+      for (let fs = t.ownFs0; fs < t.ownFs1; fs++) owners[ss * maps.fsSize + fs]++;
+  }
+  for (let i = 0; i < owners.length; i++)
+    assert.equal(owners[i], maps.panelIndex[i] >= 0 ? 1 : 0, `pixel ${i}`);
+}
+
+test('axisTiles: one padded tile for a short axis; overlapping tiles own disjoint, covering ranges', () => {
+  assert.deepEqual(axisTiles(50, 64, 16), [{ start: 0, own0: 0, own1: 50 }]);
+  for (const length of [65, 100, 194, 388, 1030, 3840]) {
+    const tiles = axisTiles(length, 64, 16);
+    assert.equal(tiles[0].start, 0);
+    assert.equal(tiles[tiles.length - 1].start + 64, length);
+    for (let i = 1; i < tiles.length; i++) {
+      assert.ok(tiles[i - 1].start + 64 - tiles[i].start >= 16, 'overlap at least 16 px');
+      assert.equal(tiles[i].own0, tiles[i - 1].own1);
+    }
+    assert.equal(tiles[tiles.length - 1].own1, length);
+  }
+});
+
+test('planTiles covers every panel pixel once and never crosses a seam (small, CSPAD, Pilatus)', {
+  ...needsShared,
+}, () => {
+  checkTiling(smallMaps());
+  checkTiling(smallMaps(), { heightPx: 32, widthPx: 32, overlapPx: 8 });
+  for (const name of ['cspad-thermolysin.geom', 'pilatus-thaumatin.geom'])
+    checkTiling(computePixelMaps(readGeometry(sharedPath('data', 'real', name))), {
+      heightPx: 256,
+      widthPx: 256,
+      overlapPx: 32,
+    });
+});
+
+test('preprocessing: gain and pedestal cancel; masked pixels read 0', () => {
+  const random = seededRandom(3);
+  const n = 64 * 64;
+  const photons = new Float32Array(n);
+  for (let i = 0; i < n; i++) photons[i] = Math.round(-Math.log(1 - random()) * 0.3) + (i === 500 ? 80 : 0);
+  const valid = new Uint8Array(n).fill(1);
+  valid[7] = 0;
+  const a = photons.slice();
+  preprocessTile(a, valid, n, { kind: 'robust-asinh', clipSigma: 3, clipIterations: 4 });
+  const b = photons.map((v) => 25 * v + 1000);
+  preprocessTile(b, valid, n, { kind: 'robust-asinh', clipSigma: 3, clipIterations: 4 });
+  for (let i = 0; i < n; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4, `pixel ${i}: ${a[i]} vs ${b[i]}`);
+  assert.equal(a[7], 0);
+  // The spot stands far above the photon-counting background, which is not blown up.
+  assert.ok(a[500] > 4, `spot ${a[500]}`);
+  let sum = 0;
+  for (let i = 0; i < n; i++) if (i !== 500) sum += Math.abs(a[i]);
+  assert.ok(sum / n < 1.5, `background ${sum / n}`);
+});
+
+test('componentPeaks: a spot on a panel seam stays two peaks; background-subtracted centroid', () => {
+  const maps = smallMaps();
+  const { ssSize, fsSize } = maps;
+  const image = new Float32Array(ssSize * fsSize).fill(10);
+  const marks = new Uint8Array(ssSize * fsSize);
+  // Rows 62..65 straddle the seam between panel a (ss 0..63) and b (ss 64..127).
+  for (let ss = 62; ss <= 65; ss++)
+    for (let fs = 20; fs <= 22; fs++) {
+      marks[ss * fsSize + fs] = 1;
+      image[ss * fsSize + fs] = fs === 22 ? 110 : 20;
+    }
+  const peaks = componentPeaks(marks, image, ssSize, fsSize, maps.panelIndex, undefined, {
+    minPixels: 1,
+    maxPeaks: 10,
+  });
+  assert.equal(peaks.count, 2);
+  for (let k = 0; k < 2; k++) {
+    assert.equal(peaks.nPixels[k], 6);
+    // Above the ring's level of 10: 10, 10, 100 per row -> centroid fs = (20*10+21*10+22*100)/120.
+    assert.ok(Math.abs(peaks.fs[k] - (20 * 10 + 21 * 10 + 22 * 100) / 120) < 1e-4);
+    assert.equal(peaks.totalIntensity[k], 2 * 120);
+  }
+  assert.ok(Math.abs(peaks.ss[0] - 62.5) < 1e-4 && Math.abs(peaks.ss[1] - 64.5) < 1e-4);
+});
+
+// A tiny model: trained a few steps, saved, exported, served.
+const ready = (async () => {
+  const trainer = await Trainer.create({
+    model: 'peaknet-yocto-1x16-h16',
+    training: { batch: 2, heightPx: 64, widthPx: 64, seed: 1 },
+  });
+  const image = new Float32Array(2 * 64 * 64);
+  const target = new Uint8Array(2 * 64 * 64);
+  const random = seededRandom(5);
+  for (let i = 0; i < image.length; i++) image[i] = random();
+  for (const centre of [300, 4096 + 2000]) {
+    image[centre] = 50;
+    target[centre] = 1;
+  }
+  for (let step = 0; step < 3; step++) await trainer.trainStep({ image, target });
+  const checkpoint = join(dir, 'tiny.safetensors');
+  trainer.save(checkpoint);
+  await trainer.release();
+  const modelPath = join(dir, 'tiny.onnx');
+  await exportCheckpoint({
+    checkpointPath: checkpoint,
+    outPath: modelPath,
+    tile: { heightPx: 64, widthPx: 64, overlapPx: 16 },
+    decision: { marginLogit: 0, minPixels: 1 },
+    data: 'three steps on noise',
+  });
+  return { checkpoint, modelPath };
+})();
+
+test('train -> export -> model file: metadata reads back; model info prints it', async () => {
+  const { modelPath } = await ready;
+  const { meta } = readModelFile(modelPath);
+  assert.equal(meta.config.name, 'peaknet-yocto-1x16-h16');
+  assert.equal(meta.params, 293127);
+  assert.deepEqual(meta.tile, { heightPx: 64, widthPx: 64, overlapPx: 16 });
+  assert.equal(meta.provenance.steps, 3);
+  assert.equal(meta.provenance.data, 'three steps on noise');
+  assert.equal(meta.decision.marginLogit, 0);
+  const cli = runCli(['model', 'info', modelPath, '--json']);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.equal(JSON.parse(cli.stdout).tile.overlapPx, 16);
+});
+
+test('serving: batch sizes agree; masked pixels are never peak pixels; components stay on their panel', async () => {
+  const { modelPath } = await ready;
+  const file = readModelFile(modelPath);
+  const maps = smallMaps();
+  const n = maps.ssSize * maps.fsSize;
+  const random = seededRandom(9);
+  const image = new Float32Array(n);
+  for (let i = 0; i < n; i++) image[i] = 5 * random();
+  const mask = new Uint8Array(n).fill(1);
+  for (let ss = 10; ss < 20; ss++) for (let fs = 0; fs < 64; fs++) mask[ss * 64 + fs] = 0;
+  image[5 * 64 + 5] = Number.NaN;
+  const one = await createPeakNetFinder(file, maps, mask, { batch: 1 });
+  const three = await createPeakNetFinder(file, maps, mask, { batch: 3 });
+  try {
+    const m1 = (await one.margins(image)).slice();
+    const m3 = await three.margins(image);
+    for (let i = 0; i < n; i++) {
+      if (!mask[i] || Number.isNaN(image[i]))
+        assert.equal(m1[i], Number.NEGATIVE_INFINITY, `masked pixel ${i}`);
+      else assert.ok(Math.abs(m1[i] - m3[i]) < 1e-3, `pixel ${i}`);
+    }
+    // A rule that makes every decided pixel a peak pixel: one component per panel, of exactly its
+    // good pixels (the masked band splits nothing: it spans the panel's width, leaving two parts on a).
+    const all = one.peaksFromMargins(m1, image, { marginLogit: -1e30, minPixels: 1 });
+    assert.deepEqual(
+      Array.from(all.nPixels.subarray(0, all.count)).sort((a, b) => a - b),
+      [10 * 64 - 1, 44 * 64, 64 * 64],
+    );
+  } finally {
+    await one.release();
+    await three.release();
+  }
+});
+
+test('a corrupt, foreign or newer model file is a one-line error naming the file', async () => {
+  const garbage = join(dir, 'garbage.onnx');
+  writeFileSync(garbage, Buffer.from('not a model at all, just text'));
+  assert.throws(
+    () => readModelFile(garbage),
+    (e: unknown) => e instanceof UserError && /garbage\.onnx/.test(e.toLine()),
+  );
+  const foreign = join(dir, 'foreign.onnx');
+  writeModel(
+    buildPeakNet('peaknet-yocto-1x16-h16', { heightPx: 64, widthPx: 64, paramsAs: 'initializers' }).toOnnx(),
+    foreign,
+  );
+  assert.throws(() => readModelFile(foreign), /without braggflow metadata/);
+  const { modelPath } = await ready;
+  const meta = JSON.parse(JSON.stringify(readModelFile(modelPath).meta));
+  assert.throws(
+    () =>
+      parseModelFileMeta({ [MODEL_METADATA_KEY]: JSON.stringify({ ...meta, formatVersion: 99 }) }, 'm.onnx'),
+    /model format 99/,
+  );
+  const truncated = join(dir, 'truncated.onnx');
+  writeFileSync(truncated, readFileSync(modelPath).subarray(0, 5000));
+  const cli = runCli([
+    'peaks',
+    '--method',
+    'peaknet',
+    '--model',
+    truncated,
+    '--geom',
+    'x.geom',
+    '--in',
+    'x.cxi',
+    '--out',
+    join(dir, 'o.cxi'),
+  ]);
+  assert.equal(cli.code, 2);
+  assert.equal(cli.stderr.trim().split('\n').length, 1, cli.stderr);
+  assert.match(cli.stderr, /truncated\.onnx/);
+});
+
+test('peaks --method peaknet on the shared CSPAD frame writes one CXI row', { ...needsShared }, async () => {
+  const { modelPath } = await ready;
+  const out = join(dir, 'cspad-peaks.cxi');
+  const cli = runCli([
+    'peaks',
+    '--method',
+    'peaknet',
+    '--model',
+    modelPath,
+    '--geom',
+    sharedPath('data', 'real', 'cspad-thermolysin.geom'),
+    '--in',
+    sharedPath('data', 'real', 'cspad-thermolysin.cxi'),
+    '--out',
+    out,
+    '--json',
+  ]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const report = JSON.parse(cli.stdout);
+  assert.equal(report.frameCount, 1);
+  const table = await readPeakTable(out);
+  assert.equal(table.length, 1);
+  assert.equal(table[0].count, Math.min(report.peakCount, 2048));
+  const pf8Flag = runCli([
+    'peaks',
+    '--method',
+    'peaknet',
+    '--model',
+    modelPath,
+    '--threshold',
+    '5',
+    '--geom',
+    'g',
+    '--in',
+    'i',
+    '--out',
+    'o',
+  ]);
+  assert.equal(pf8Flag.code, 2);
+  assert.match(pf8Flag.stderr, /--threshold/);
+});
