@@ -3,10 +3,10 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { persistentHotPixels } from '../src/demo/model-input.js';
 import { evaluatePeaks } from '../src/engine/eval.js';
 import { readPeakTable } from '../src/io/cxi-peaks.js';
 import { openFrameReader } from '../src/io/cxi-reader.js';
+import { persistentHotPixels } from '../src/train/model-input.js';
 import { runCli } from './helpers.js';
 
 test('braggflow demo simulates, tunes pf8, trains the model and scores all three on held-out frames', async () => {

@@ -4,12 +4,12 @@
  * truth on the training frames only), both then run on the held-out frames.
  */
 
-import { createProgress, type Progress } from '../cli/progress.js';
 import type { PixelMaps } from '../detector/pixel-maps.js';
 import type { Geometry } from '../io/geom.js';
 import type { PeakList } from '../peaks/peak-list.js';
 import { createPf8Context, defaultPf8Params, type Pf8Params, peakfinder8 } from '../peaks/peakfinder8.js';
 import { createPf8Scorer, expandGrid, type Pf8Grid, type TuneResult, tunePf8 } from '../peaks/tune.js';
+import { createProgress, type Progress } from '../util/progress.js';
 import { median } from '../util/stats.js';
 import type { LabelledFrame } from './simulated-run.js';
 

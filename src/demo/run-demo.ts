@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { defaultGeometry, defaultGeometryText } from '../detector/default-geometry.js';
 import { geometryMask, pixelMapsFor, resolutionFor } from '../detector/index.js';
 import { defaultEvalOptions, type EvalReport, evaluatePeaks } from '../engine/eval.js';
+import { argmaxRule, createRuleSearch, type DecisionRule, peaksWithRule } from '../infer/decision.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { hostTensor } from '../nn/runtime.js';
@@ -23,13 +24,12 @@ import type { PeakList } from '../peaks/peak-list.js';
 import type { Pf8Params } from '../peaks/peakfinder8.js';
 import { pf8ParamsToJson } from '../peaks/pf8-params.js';
 import type { Pf8Grid } from '../peaks/tune.js';
+import { type InputScaling, modelInput, persistentHotPixels } from '../train/model-input.js';
+import { trainOnCrops } from '../train/train-crops.js';
 import { median } from '../util/stats.js';
 import { formatTable } from '../util/table.js';
-import { argmaxRule, createRuleSearch, type DecisionRule, peaksWithRule } from './decision.js';
-import { type InputScaling, modelInput, persistentHotPixels } from './model-input.js';
 import { runPf8Baseline } from './pf8-baseline.js';
 import { simulateRun } from './simulated-run.js';
-import { trainOnCrops } from './train-crops.js';
 
 export interface DemoOptions {
   outDir: string;

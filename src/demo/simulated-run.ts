@@ -8,20 +8,11 @@ import { join } from 'node:path';
 import { readPeakTable } from '../io/cxi-peaks.js';
 import { openFrameReader } from '../io/cxi-reader.js';
 import type { Geometry } from '../io/geom.js';
-import type { PeakList } from '../peaks/peak-list.js';
 import { runSimulation, type SimulationSummary } from '../simulate/run.js';
 
-/** The simulator's truth group and its per-pixel peak mask. */
-export const truthGroup = '/entry_1/truth_1';
-export const truthMaskPath = `${truthGroup}/mask`;
+import { type LabelledFrame, truthGroup, truthMaskPath } from '../train/labelled-frame.js';
 
-/** One frame as the demo uses it: the image in ADU, the truth's peak pixels and peak list. */
-export interface LabelledFrame {
-  image: Float32Array;
-  /** 1 = peak pixel of a detectable spot, [ss * fs]. */
-  mask: Uint8Array;
-  truth: PeakList;
-}
+export type { LabelledFrame };
 
 export interface SimulatedRunOptions {
   geometry: Geometry;

@@ -52,7 +52,7 @@ export function register(program: Command): void {
         const hitRate = Number(options.hitRate);
         if (!(hitRate >= 0 && hitRate <= 1))
           throw new UserError(`--hit-rate must be between 0 and 1, got '${options.hitRate}'`);
-        const { inputScalings } = await import('../../demo/model-input.js');
+        const { inputScalings } = await import('../../train/model-input.js');
         const inputScaling = inputScalings.find((name) => name === options.input);
         if (inputScaling === undefined)
           throw new UserError(`--input must be ${inputScalings.join(' or ')}, got '${options.input}'`);

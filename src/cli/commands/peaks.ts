@@ -78,7 +78,7 @@ async function run(options: PeaksCliOptions): Promise<void> {
       import('../../peaks/params-file.js'),
       import('../../peaks/pf8-params.js'),
       import('../../peaks/run-peaks.js'),
-      import('../progress.js'),
+      import('../../util/progress.js'),
       import('../../peaks/peak-list.js'),
     ]);
   const method = options.method;
@@ -182,7 +182,7 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     await Promise.all([
       import('../../util/errors.js'),
       import('../../peaks/run-peaks.js'),
-      import('../progress.js'),
+      import('../../util/progress.js'),
       import('../../infer/model-file.js'),
       import('../../infer/peaknet-finder.js'),
       import('../options.js'),

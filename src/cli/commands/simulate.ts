@@ -54,7 +54,7 @@ export function register(program: Command): void {
           import('../../simulate/run.js'),
           import('../../io/geom.js'),
           import('../../detector/default-geometry.js'),
-          import('../progress.js'),
+          import('../../util/progress.js'),
         ]);
       const geometry = options.geom === undefined ? defaults.defaultGeometry() : readGeometry(options.geom);
       const geometryText =

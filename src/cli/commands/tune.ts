@@ -6,9 +6,9 @@ import type { Pf8Params } from '../../peaks/peakfinder8.js';
 import type { F1Surface, Scored, SearchKind, TuneResult } from '../../peaks/tune.js';
 import { UserError } from '../../util/errors.js';
 import { frameRangeWithin } from '../../util/frame-range.js';
+import { createProgress, type Progress } from '../../util/progress.js';
 import { integerOption, numberOption } from '../options.js';
 import { printJson } from '../output.js';
-import { createProgress, type Progress } from '../progress.js';
 
 interface TuneCliOptions {
   method: string;

@@ -3,12 +3,13 @@
  * honest training run, used by the demo. Crops hold a true spot 70% of the time so the rare peak class
  * is seen every step; the rest are anywhere (misses included), so the model also sees empty background.
  */
-import { createProgress } from '../cli/progress.js';
+
 import type { Session } from '../nn/runtime.js';
 import { Trainer } from '../train/trainer.js';
+import { createProgress } from '../util/progress.js';
 import { seededRandom } from '../util/random.js';
+import type { LabelledFrame } from './labelled-frame.js';
 import { type InputScaling, modelInput } from './model-input.js';
-import type { LabelledFrame } from './simulated-run.js';
 
 export interface CropTrainingOptions {
   /** [ss, fs] the trained model will serve; multiples of 32. */
