@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -274,3 +275,26 @@ test('peaks --method peaknet on the shared CSPAD frame writes one CXI row', { ..
   assert.equal(pf8Flag.code, 2);
   assert.match(pf8Flag.stderr, /--threshold/);
 });
+
+// Debian's python3-onnx (the system python, not a pyenv one); .ci/run installs it.
+const pythonOnnx = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' });
+const needsPythonOnnx = pythonOnnx.status === 0 ? {} : { skip: 'Debian python3-onnx is not installed' };
+
+test(
+  "the exported model file passes the onnx package's full checker, metadata intact",
+  needsPythonOnnx,
+  async () => {
+    const { modelPath } = await ready;
+    const check = spawnSync(
+      '/usr/bin/python3',
+      [
+        '-c',
+        'import json, sys, onnx\nm = onnx.load(sys.argv[1])\nonnx.checker.check_model(m, full_check=True)\nprint(json.loads({p.key: p.value for p in m.metadata_props}["braggflow"])["tile"]["heightPx"])',
+        modelPath,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(check.status, 0, check.stderr);
+    assert.equal(check.stdout.trim(), '64');
+  },
+);
