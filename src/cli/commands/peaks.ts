@@ -71,16 +71,39 @@ function flagValues(
   return raw;
 }
 
+/** The progress bar over frames, and each frame's peaks kept for `--json`. */
+async function frameRecorder(json: boolean) {
+  const [{ createProgress }, { peakColumns }] = await Promise.all([
+    import('../../util/progress.js'),
+    import('../../peaks/peak-list.js'),
+  ]);
+  const frames: { file: string; frame: number; count: number; peaks: Record<string, number>[] }[] = [];
+  let progress: ReturnType<typeof createProgress> | undefined;
+  return {
+    frames,
+    onFrame(done: number, total: number, result: import('../../peaks/run-peaks.js').FrameResult) {
+      progress ??= createProgress('peaks', total, (line) => process.stderr.write(`${line}\n`));
+      progress.update(done, `${result.peaks.count} peaks`);
+      if (!json) return;
+      const peaks: Record<string, number>[] = [];
+      for (let k = 0; k < result.peaks.count; k++) {
+        const peak: Record<string, number> = {};
+        for (const column of peakColumns) peak[column] = result.peaks[column][k];
+        peaks.push(peak);
+      }
+      frames.push({ file: result.file, frame: result.frame, count: result.peaks.count, peaks });
+    },
+    stop: () => progress?.stop(),
+  };
+}
+
 async function run(options: PeaksCliOptions): Promise<void> {
-  const [{ UserError }, paramsFile, pf8, { runPeaks }, { createProgress }, { peakColumns }] =
-    await Promise.all([
-      import('../../util/errors.js'),
-      import('../../peaks/params-file.js'),
-      import('../../peaks/pf8-params.js'),
-      import('../../peaks/run-peaks.js'),
-      import('../../util/progress.js'),
-      import('../../peaks/peak-list.js'),
-    ]);
+  const [{ UserError }, paramsFile, pf8, { runPeaks }] = await Promise.all([
+    import('../../util/errors.js'),
+    import('../../peaks/params-file.js'),
+    import('../../peaks/pf8-params.js'),
+    import('../../peaks/run-peaks.js'),
+  ]);
   const method = options.method;
   if (method === 'peaknet') return runPeakNet(options);
   if (method !== 'pf8' && method !== 'dispersion')
@@ -127,8 +150,8 @@ async function run(options: PeaksCliOptions): Promise<void> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 256)
     throw new UserError(`must be an integer from 1 to 256, got '${options.workers}'`, undefined, '--workers');
 
-  const frames: { file: string; frame: number; count: number; peaks: Record<string, number>[] }[] = [];
-  let progress: ReturnType<typeof createProgress> | undefined;
+  const recorder = await frameRecorder(options.json === true);
+  const frames = recorder.frames;
   const summary = await runPeaks({
     geometryPath: options.geom,
     inputs: options.in,
@@ -138,21 +161,9 @@ async function run(options: PeaksCliOptions): Promise<void> {
     maskFiles: options.mask,
     frames: options.frames === undefined ? undefined : parseFrameRange(options.frames),
     workers,
-    onFrame(done, total, result) {
-      progress ??= createProgress('peaks', total, (line) => process.stderr.write(`${line}\n`));
-      progress.update(done, `${result.peaks.count} peaks`);
-      if (options.json) {
-        const peaks: Record<string, number>[] = [];
-        for (let k = 0; k < result.peaks.count; k++) {
-          const peak: Record<string, number> = {};
-          for (const column of peakColumns) peak[column] = result.peaks[column][k];
-          peaks.push(peak);
-        }
-        frames.push({ file: result.file, frame: result.frame, count: result.peaks.count, peaks });
-      }
-    },
+    onFrame: recorder.onFrame,
   });
-  progress?.stop();
+  recorder.stop();
   const params =
     spec.method === 'pf8'
       ? pf8.pf8ParamsToJson(spec.params)
@@ -178,15 +189,13 @@ async function run(options: PeaksCliOptions): Promise<void> {
 }
 
 async function runPeakNet(options: PeaksCliOptions): Promise<void> {
-  const [{ UserError }, { runPeaks }, { createProgress }, modelFile, finder, { integerOption }] =
-    await Promise.all([
-      import('../../util/errors.js'),
-      import('../../peaks/run-peaks.js'),
-      import('../../util/progress.js'),
-      import('../../infer/model-file.js'),
-      import('../../infer/peaknet-finder.js'),
-      import('../options.js'),
-    ]);
+  const [{ UserError }, { runPeaks }, modelFile, finder, { integerOption }] = await Promise.all([
+    import('../../util/errors.js'),
+    import('../../peaks/run-peaks.js'),
+    import('../../infer/model-file.js'),
+    import('../../infer/peaknet-finder.js'),
+    import('../options.js'),
+  ]);
   if (options.model === undefined)
     throw new UserError(
       'no default model ships with this version yet; pass --model M.onnx (see `braggflow export`)',
@@ -207,9 +216,8 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
   const batch = integerOption('--batch', options.batch ?? '8');
   const threads = integerOption('--workers', options.workers);
   const maxPeaks = options.maxPeaks === undefined ? 2048 : integerOption('--max-peaks', options.maxPeaks);
-  const frames: { file: string; frame: number; count: number; peaks: Record<string, number>[] }[] = [];
-  let progress: ReturnType<typeof createProgress> | undefined;
-  const { peakColumns } = await import('../../peaks/peak-list.js');
+  const recorder = await frameRecorder(options.json === true);
+  const frames = recorder.frames;
   const summary = await runPeaks({
     geometryPath: options.geom,
     inputs: options.in,
@@ -222,21 +230,9 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     dataPath: options.dataPath,
     maskFiles: options.mask,
     frames: options.frames === undefined ? undefined : parseFrameRange(options.frames),
-    onFrame(done, total, result) {
-      progress ??= createProgress('peaks', total, (line) => process.stderr.write(`${line}\n`));
-      progress.update(done, `${result.peaks.count} peaks`);
-      if (options.json) {
-        const peaks: Record<string, number>[] = [];
-        for (let k = 0; k < result.peaks.count; k++) {
-          const peak: Record<string, number> = {};
-          for (const column of peakColumns) peak[column] = result.peaks[column][k];
-          peaks.push(peak);
-        }
-        frames.push({ file: result.file, frame: result.frame, count: result.peaks.count, peaks });
-      }
-    },
+    onFrame: recorder.onFrame,
   });
-  progress?.stop();
+  recorder.stop();
   if (options.json) {
     printJson({
       method: 'peaknet',
