@@ -87,7 +87,6 @@ export async function createPeakNetFinder(
     return session;
   };
   const input = new Float32Array(batch * tilePixels);
-  const valid = new Uint8Array(tilePixels);
   const valids = Array.from({ length: batch }, () => new Uint8Array(tilePixels));
   const { ssSize, fsSize, panelIndex } = maps;
   const peakPixels = new Uint8Array(ssSize * fsSize);
@@ -109,9 +108,8 @@ export async function createPeakNetFinder(
       const session = await sessionFor(group.length);
       group.forEach((tile, b) => {
         const values = input.subarray(b * tilePixels, (b + 1) * tilePixels);
-        cutTile(image, maps, goodPixels, tile, tileSpec, values, valid);
-        preprocessTile(values, valid, tilePixels, preprocessing);
-        valids[b].set(valid);
+        cutTile(image, maps, goodPixels, tile, tileSpec, values, valids[b]);
+        preprocessTile(values, valids[b], tilePixels, preprocessing);
       });
       const out = await session.run({
         image: {

@@ -7,18 +7,13 @@
  */
 import { labelComponents } from '../peaks/components.js';
 import { createPeakList, type PeakList } from '../peaks/peak-list.js';
+import { median } from '../util/stats.js';
 
 export interface ComponentPeakOptions {
   minPixels: number;
   maxPeaks: number;
   /** Ring width around a component's bounding box for its background, pixels (default 3). */
   ringPx?: number;
-}
-
-function medianOf(values: number[]): number {
-  values.sort((a, b) => a - b);
-  const m = values.length >> 1;
-  return values.length % 2 ? values[m] : (values[m - 1] + values[m]) / 2;
 }
 
 /**
@@ -71,9 +66,9 @@ export function componentPeaks(
     let level = 0;
     let noise = 0;
     if (ring.length > 0) {
-      level = medianOf(ring);
+      level = median(ring);
       for (let i = 0; i < ring.length; i++) ring[i] = Math.abs(ring[i] - level);
-      noise = 1.4826 * medianOf(ring);
+      noise = 1.4826 * median(ring);
     }
     let sum = 0;
     let sumFs = 0;

@@ -22,7 +22,8 @@ export interface RunPeaksOptions {
   geometryPath: string;
   inputs: string[];
   outPath: string;
-  spec: PeakFinderSpec;
+  /** The finder (pf8, dispersion); or `createFinder`. */
+  spec?: PeakFinderSpec;
   /**
    * A finder of another layer (the model of `src/infer`), built once on the run's maps and mask; it
    * replaces `spec`'s and runs on this thread (it parallelises inside, e.g. onnxruntime's threads).
@@ -150,7 +151,7 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
   const mask = await buildRunMask(maps, options);
   const { sources, close } = await frameSources(maps, options);
   const writer = await createCxiWriter(options.outPath, {
-    maxPeaks: options.createFinder ? (options.maxPeaks ?? 2048) : maxPeaksOf(options.spec),
+    maxPeaks: options.spec === undefined ? (options.maxPeaks ?? 2048) : maxPeaksOf(options.spec),
     peakGroup: options.peakGroup ?? defaultPeakGroup,
   });
   const workers = Math.max(1, options.workers ?? 1);
@@ -161,23 +162,26 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
       peaks += list.count;
       options.onFrame?.(done, sources.length, { file: source.file, frame: source.frame, peaks: list });
     };
-    if (options.createFinder !== undefined) {
-      const finder = await options.createFinder(maps, mask);
+    const { spec, createFinder } = options;
+    if (createFinder !== undefined) {
+      const finder = await createFinder(maps, mask);
       try {
         for (let k = 0; k < sources.length; k++)
           record(sources[k], await finder.find(sources[k].read()), k + 1);
       } finally {
         await finder.release();
       }
+    } else if (spec === undefined) {
+      throw new Error('runPeaks needs a spec or a createFinder');
     } else if (workers === 1) {
-      const find = createPeakFinder(maps, mask, options.spec);
+      const find = createPeakFinder(maps, mask, spec);
       for (let k = 0; k < sources.length; k++) record(sources[k], find(sources[k].read()), k + 1);
     } else {
       const data: PeaksWorkerData = {
         geometryText,
         geometryPath: options.geometryPath,
         mask,
-        spec: options.spec,
+        spec,
       };
       const pool = createWorkerPool<PeaksTask, PeakList>(
         workerScriptUrl(import.meta.url, 'peaks-worker'),

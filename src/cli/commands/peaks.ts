@@ -168,10 +168,19 @@ async function run(options: PeaksCliOptions): Promise<void> {
     spec.method === 'pf8'
       ? pf8.pf8ParamsToJson(spec.params)
       : (spec.params as unknown as Record<string, unknown>);
+  printSummary(options, summary, { method, params }, frames);
+}
+
+/** The run's summary: JSON (`head` first, then the counts and every frame) or one line. */
+function printSummary(
+  options: PeaksCliOptions,
+  summary: import('../../peaks/run-peaks.js').RunPeaksSummary,
+  head: Record<string, unknown>,
+  frames: unknown[],
+): void {
   if (options.json) {
     printJson({
-      method,
-      params,
+      ...head,
       out: options.out,
       frameCount: summary.frames,
       peakCount: summary.peaks,
@@ -222,8 +231,6 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     geometryPath: options.geom,
     inputs: options.in,
     outPath: options.out,
-    // Unused with createFinder; the spec type wants one.
-    spec: { method: 'pf8', params: (await import('../../peaks/pf8-params.js')).resolvePf8Params({}, {}) },
     createFinder: (maps, mask) =>
       finder.createPeakNetFinder(file, maps, mask, { provider, batch, intraOpThreads: threads, maxPeaks }),
     maxPeaks,
@@ -233,22 +240,11 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     onFrame: recorder.onFrame,
   });
   recorder.stop();
-  if (options.json) {
-    printJson({
-      method: 'peaknet',
-      model: options.model,
-      decision: file.meta.decision,
-      out: options.out,
-      frameCount: summary.frames,
-      peakCount: summary.peaks,
-      peaksDropped: summary.peaksDropped,
-      seconds: summary.seconds,
-      frames,
-    });
-    return;
-  }
-  process.stdout.write(
-    `${summary.frames} frames, ${summary.peaks} peaks (${(summary.peaks / Math.max(1, summary.frames)).toFixed(1)} per frame) -> ${options.out} in ${summary.seconds.toFixed(2)} s\n`,
+  printSummary(
+    options,
+    summary,
+    { method: 'peaknet', model: options.model, decision: file.meta.decision },
+    frames,
   );
 }
 
