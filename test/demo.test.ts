@@ -3,13 +3,16 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { persistentHotPixels } from '../src/detector/hot-pixels.js';
 import { evaluatePeaks } from '../src/engine/eval.js';
+import { defaultModelPath } from '../src/infer/default-model.js';
+import { readModelFile } from '../src/infer/model-file.js';
+import { axisTiles } from '../src/infer/tiling.js';
 import { readPeakTable } from '../src/io/cxi-peaks.js';
 import { openFrameReader } from '../src/io/cxi-reader.js';
-import { persistentHotPixels } from '../src/train/model-input.js';
 import { runCli } from './helpers.js';
 
-test('braggflow demo simulates, tunes pf8, trains the model and scores all three on held-out frames', async () => {
+test('braggflow demo simulates, tunes pf8, serves the shipped model and scores all three on held-out frames', async () => {
   const out = mkdtempSync(join(tmpdir(), 'bf-demo-'));
   const result = runCli([
     'demo',
@@ -18,12 +21,6 @@ test('braggflow demo simulates, tunes pf8, trains the model and scores all three
     '--frames',
     '3',
     '--hit-rate',
-    '1',
-    '--steps',
-    '3',
-    '--crop',
-    '64',
-    '--batch',
     '1',
     '--grid',
     'threshold=10,800;min-snr=4,5',
@@ -56,7 +53,7 @@ test('braggflow demo simulates, tunes pf8, trains the model and scores all three
   // The simulator's detector has hot pixels (fixed per run): found on the training frames, masked.
   assert.ok(Number.isInteger(report.hotPixels) && report.hotPixels > 0);
 
-  // The last third is held out from tuning and training.
+  // The last third is held out from tuning.
   assert.deepEqual(report.split.trainFrames, [0, 1]);
   assert.deepEqual(report.split.heldOutFrames, [2]);
   assert.equal(report.split.heldOutTruthPeaks, truth[2].count);
@@ -69,17 +66,24 @@ test('braggflow demo simulates, tunes pf8, trains the model and scores all three
   assert.equal(paramsFile.method, 'pf8');
   assert.deepEqual(paramsFile.params, report.pf8.tuned);
 
-  assert.equal(report.training.steps, 3);
-  assert.equal(report.training.inputScaling, 'zscore');
-  assert.ok(Number.isFinite(report.training.decision.marginLogit) && report.training.decision.minPixels >= 1);
-  assert.ok(Number.isFinite(report.training.firstLoss) && report.training.firstLoss > 0);
+  // The shipped model file, as its metadata says; served per panel (4 modules of 512 x 512).
+  const shipped = readModelFile(defaultModelPath());
+  assert.equal(report.model.path, defaultModelPath());
+  assert.equal(report.model.config, shipped.meta.config.name);
+  assert.deepEqual(report.model.decision, shipped.meta.decision);
+  assert.ok(report.model.trainingSteps > 0);
+  const perAxis = axisTiles(512, shipped.meta.tile.heightPx, shipped.meta.tile.overlapPx).length;
+  assert.equal(
+    report.inference.tiles,
+    4 * perAxis * axisTiles(512, shipped.meta.tile.widthPx, shipped.meta.tile.overlapPx).length,
+  );
   assert.ok(report.inference.mpixPerS > 0);
   assert.deepEqual(report.inference.frames, [2]);
 
   // Three methods on the held-out frames, each scored as braggflow eval scores the table it wrote.
   assert.deepEqual(
     report.heldOut.map((s: { method: string }) => s.method),
-    ['pf8 defaults', 'pf8 tuned', 'peaknet-yocto-1x16-h16'],
+    ['pf8 defaults', 'pf8 tuned', `peaknet (${shipped.meta.config.name})`],
   );
   for (const score of report.heldOut) {
     const written = await readPeakTable(score.peaksPath);
@@ -98,7 +102,7 @@ test('braggflow demo simulates, tunes pf8, trains the model and scores all three
   assert.ok(tuned.recall > defaults.recall, `tuned recall ${tuned.recall} vs defaults ${defaults.recall}`);
 
   // Progress and the side-by-side table go to stderr with --json, so stdout stays machine-readable.
-  assert.match(result.stderr, /train 1\/3 loss/);
+  assert.match(result.stderr, /^model {5}.*peaknet-default\.onnx/m);
   assert.match(result.stderr, /method\s+precision\s+recall\s+F1/);
   assert.match(result.stderr, /pf8 tuned\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}/);
 });
@@ -128,7 +132,7 @@ test('braggflow demo rejects a bad option with one line', () => {
   for (const [args, message] of [
     [['--frames', 'many'], /--frames must be a positive integer/],
     [['--preset', 'insulin'], /unknown preset 'insulin'/],
-    [['--input', 'log'], /--input must be zscore or asinh/],
+    [['--model', '/nonexistent/m.onnx'], /\/nonexistent\/m\.onnx: no such file/],
   ] as const) {
     const result = runCli(['demo', ...args]);
     assert.equal(result.code, 2);

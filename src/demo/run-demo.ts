@@ -4,8 +4,9 @@
  *
  *   geometry -> physics simulator (hits and misses, exact truth) streamed to CXI -> read back lazily
  *   -> split into training and held-out frames
- *   -> peakfinder8 with indexamajig's defaults, and tuned automatically on the training frames
- *   -> a PeakNet edge model trained on crops of the training frames (truth masks as labels)
+ *   -> peakfinder8 with indexamajig's defaults, and tuned automatically on the first frames' truth
+ *   -> the shipped PeakNet model file (models/peaknet-default.onnx), served per panel with no setting
+ *      and no training on this run
  *   -> all three on the held-out frames, scored against the truth with `braggflow eval`'s matching,
  *      peaks written as CXI peak tables.
  *
@@ -14,18 +15,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultGeometry, defaultGeometryText } from '../detector/default-geometry.js';
+import { persistentHotPixels } from '../detector/hot-pixels.js';
 import { geometryMask, pixelMapsFor, resolutionFor } from '../detector/index.js';
 import { defaultEvalOptions, type EvalReport, evaluatePeaks } from '../engine/eval.js';
-import { argmaxRule, createRuleSearch, type DecisionRule, peaksWithRule } from '../infer/decision.js';
+import { defaultModelPath } from '../infer/default-model.js';
+import { type DecisionSpec, readModelFile } from '../infer/model-file.js';
+import { createPeakNetFinder } from '../infer/peaknet-finder.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
-import { hostTensor } from '../nn/runtime.js';
 import type { PeakList } from '../peaks/peak-list.js';
 import type { Pf8Params } from '../peaks/peakfinder8.js';
 import { pf8ParamsToJson } from '../peaks/pf8-params.js';
 import type { Pf8Grid } from '../peaks/tune.js';
-import { type InputScaling, modelInput, persistentHotPixels } from '../train/model-input.js';
-import { trainOnCrops } from '../train/train-crops.js';
 import { median } from '../util/stats.js';
 import { formatTable } from '../util/table.js';
 import { runPf8Baseline } from './pf8-baseline.js';
@@ -38,11 +39,8 @@ export interface DemoOptions {
   /** Simulator preset (crystal and beam). */
   preset: string;
   hitRate: number;
-  model: string;
-  trainSteps: number;
-  cropPx: number;
-  batch: number;
-  inputScaling: InputScaling;
+  /** Model file to serve (default: the shipped models/peaknet-default.onnx). */
+  modelPath?: string;
   /** pf8 tuning grid; default demoPf8Grid. */
   pf8Grid?: Pf8Grid;
   /** Worker threads for simulating and tuning (0 or 1: this thread). */
@@ -100,27 +98,26 @@ export interface DemoReport {
       rounds: { frames: number; configs: number; bestF1: number }[];
     };
   };
-  training: {
-    model: string;
+  /** The model file served, as its metadata describes it (nothing about it is fitted to this run). */
+  model: {
+    path: string;
+    config: string;
     params: number;
-    steps: number;
-    inputScaling: InputScaling;
-    /** Decision rule chosen on the training frames, its F1 there, and argmax's. */
-    decision: DecisionRule & { trainF1: number; argmaxTrainF1: number };
-    firstLoss: number;
-    lastLoss: number;
-    msPerStep: number;
+    tile: { heightPx: number; widthPx: number; overlapPx: number };
+    decision: DecisionSpec;
+    trainingSteps: number;
+    trainingWallSeconds: number;
   };
   inference: {
     frames: number[];
+    /** Tiles per frame (per-panel tiling of this detector). */
+    tiles: number;
     mpixPerS: number;
     found: number;
     truth: number;
     precision: number;
     recall: number;
     f1: number;
-    /** The same logits with argmax (margin 0, >= 2 px) instead of the chosen rule. */
-    argmax: { precision: number; recall: number; f1: number; found: number };
   };
   /** Held-out scores: pf8 defaults, pf8 tuned, the model (micro, radius `radiusPx`). */
   radiusPx: number;
@@ -128,7 +125,7 @@ export interface DemoReport {
   peaksPath: string;
 }
 
-/** Frames held out from tuning and training: the last third (at least one). */
+/** Frames held out from tuning: the last third (at least one). */
 export function heldOutCount(frames: number): number {
   return Math.max(1, Math.ceil(frames / 3));
 }
@@ -204,7 +201,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const range = (list: number[]) =>
     list.length === 1 ? `${list[0]}` : `${list[0]}-${list[list.length - 1]}`;
   log(
-    `split     frames ${range(trainFrames)} to tune and train, ${range(heldOutFrames)} held out ` +
+    `split     frames ${range(trainFrames)} to tune pf8, ${range(heldOutFrames)} held out ` +
       `(${plural(heldOutHits, 'hit')}, ${plural(nHeld - heldOutHits, 'miss')}, ${heldOutTruthPeaks} true spots)`,
   );
 
@@ -247,66 +244,34 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       `(F1 ${pf8.tuning.best.f1.toFixed(3)} on the training frames) -> ${paramsPath}`,
   );
 
-  // 6. Train an edge model on crops of the training frames, labels from the truth masks.
-  const training = await trainOnCrops({
-    model: options.model,
-    frames: train,
-    inputScaling: options.inputScaling,
-    aduPerPhoton,
-    goodPixels,
-    slabShape,
-    inferenceShape: slabShape,
-    cropPx: options.cropPx,
-    batch: options.batch,
-    steps: options.trainSteps,
-    seed: options.seed,
-    log,
-  });
-  log(
-    `train     ${options.model} (${training.params} params, ${options.inputScaling} input): loss ${training.firstLoss.toFixed(4)} -> ` +
-      `${training.lastLoss.toFixed(4)} over ${options.trainSteps} steps, ${training.msPerStep.toFixed(0)} ms/step`,
-  );
-
-  // 7. The decision rule (logit margin, smallest component) that scores best on the training frames,
-  // then inference on the held-out frames with it: whole slab (panels stacked along ss).
-  const session = training.inferenceSession;
-  const logitsOf = async (image: Float32Array) => {
-    const input = modelInput(image, options.inputScaling, aduPerPhoton, goodPixels);
-    const feeds = { [session.inputNames[0]]: hostTensor('float32', [1, 1, ssSize, fsSize], input) };
-    const out = await session.run(feeds);
-    return out[session.outputNames[0]].values as Float32Array;
-  };
+  // 6. The shipped model file, served per panel as `peaks --method peaknet` serves it: raw ADU in, its
+  // own preprocessing, tile and decision rule, nothing chosen on this run.
+  const modelPath = options.modelPath ?? defaultModelPath();
+  const file = readModelFile(modelPath);
+  const finder = await createPeakNetFinder(file, maps, goodPixels, { batch: 8 });
   const modelPeaks: PeakList[] = [];
-  const argmaxPeaks: PeakList[] = [];
   const times: number[] = [];
-  let decideSeconds = 0;
-  let decision: ReturnType<ReturnType<typeof createRuleSearch>['best']>;
   try {
-    const startDecide = performance.now();
-    const search = createRuleSearch(radiusPx);
-    for (const frame of train)
-      search.addFrame(await logitsOf(frame.image), frame.image, frame.truth, ssSize, fsSize);
-    decision = search.best();
-    decideSeconds = (performance.now() - startDecide) / 1000;
     for (const frame of heldOut) {
       const start = performance.now();
-      const logits = await logitsOf(frame.image);
+      const found = await finder.find(frame.image);
       times.push(performance.now() - start);
-      modelPeaks.push(peaksWithRule(logits, frame.image, ssSize, fsSize, decision.rule));
-      argmaxPeaks.push(peaksWithRule(logits, frame.image, ssSize, fsSize, argmaxRule));
+      modelPeaks.push(found);
     }
   } finally {
-    await session.release();
+    await finder.release();
   }
+  const modelName = file.meta.config.name;
   const modelMs = median(times);
   const mpixPerS = (ssSize * fsSize) / 1e3 / modelMs;
-  const argmaxHeldOut = evaluatePeaks(heldTruth, argmaxPeaks, { ...defaultEvalOptions, radiusPx });
+  const d = file.meta.decision;
   log(
-    `decide    on the training frames: peak pixel where logit(peak) - logit(bg) > ${decision.rule.marginLogit}, ` +
-      `components >= ${decision.rule.minPixels} px (F1 ${decision.f1.toFixed(3)} there, argmax ${decision.argmaxF1.toFixed(3)}; ${decideSeconds.toFixed(1)} s)`,
+    `model     ${modelPath}: ${modelName} (${file.meta.params} params, ${file.meta.provenance.steps} training steps, ` +
+      `${(file.meta.provenance.wallSeconds / 60).toFixed(0)} min); ${file.meta.tile.heightPx}x${file.meta.tile.widthPx} panel tiles; ` +
+      `peak pixel where logit margin > ${d.marginLogit}, components >= ${d.minPixels} px`,
   );
   log(
-    `infer     ${nHeld} held-out frame(s): ${((ssSize * fsSize) / 1e6).toFixed(2)} Mpix in ${modelMs.toFixed(0)} ms ` +
+    `infer     ${nHeld} held-out frame(s), ${finder.tiles} tiles each: ${((ssSize * fsSize) / 1e6).toFixed(2)} Mpix in ${modelMs.toFixed(0)} ms ` +
       `(median, ${mpixPerS.toFixed(2)} Mpix/s)`,
   );
 
@@ -320,7 +285,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       ms: pf8.defaults.msPerFrame,
     },
     { method: 'pf8 tuned', file: 'pf8-tuned.cxi', peaks: pf8.tuned.peaks, ms: pf8.tuned.msPerFrame },
-    { method: options.model, file: 'peaks.cxi', peaks: modelPeaks, ms: modelMs },
+    { method: `peaknet (${modelName})`, file: 'peaks.cxi', peaks: modelPeaks, ms: modelMs },
   ];
   const heldOutScores: MethodScore[] = [];
   let modelEval: EvalReport | undefined;
@@ -404,30 +369,24 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         rounds: pf8.tuning.rounds,
       },
     },
-    training: {
-      model: options.model,
-      params: training.params,
-      steps: options.trainSteps,
-      inputScaling: options.inputScaling,
-      decision: { ...decision.rule, trainF1: decision.f1, argmaxTrainF1: decision.argmaxF1 },
-      firstLoss: training.firstLoss,
-      lastLoss: training.lastLoss,
-      msPerStep: training.msPerStep,
+    model: {
+      path: modelPath,
+      config: modelName,
+      params: file.meta.params,
+      tile: file.meta.tile,
+      decision: file.meta.decision,
+      trainingSteps: file.meta.provenance.steps,
+      trainingWallSeconds: file.meta.provenance.wallSeconds,
     },
     inference: {
       frames: heldOutFrames,
+      tiles: finder.tiles,
       mpixPerS,
       found: model.predictedPeaks,
       truth: model.truthPeaks,
       precision: model.micro.precision,
       recall: model.micro.recall,
       f1: model.micro.f1,
-      argmax: {
-        precision: argmaxHeldOut.micro.precision,
-        recall: argmaxHeldOut.micro.recall,
-        f1: argmaxHeldOut.micro.f1,
-        found: argmaxHeldOut.predictedPeaks,
-      },
     },
     radiusPx,
     heldOut: heldOutScores,

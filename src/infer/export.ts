@@ -9,7 +9,6 @@
 
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps } from '../detector/pixel-maps.js';
-import { matchPeaks, scoresFromCounts } from '../engine/match.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
 import { openFrameReader } from '../io/cxi-reader.js';
 import { readGeometry } from '../io/geom.js';
@@ -17,6 +16,7 @@ import { readCheckpointInfo } from '../nn/checkpoint.js';
 import { loadPeakNetCheckpoint } from '../train/trainer.js';
 import { UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
+import { createMarginRuleScorer } from './calibrate.js';
 import {
   DEFAULT_PREPROCESSING,
   type DecisionSpec,
@@ -28,10 +28,6 @@ import {
 import { createPeakNetFinder, type DecisionRule } from './peaknet-finder.js';
 
 export const DEFAULT_TILE: Readonly<TileSpec> = Object.freeze({ heightPx: 256, widthPx: 256, overlapPx: 32 });
-
-/** The rules tried when calibrating. */
-export const CALIBRATION_MARGINS = [-2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4];
-export const CALIBRATION_MIN_PIXELS = [1, 2, 3];
 
 export interface CalibrationInput {
   geometryPath: string;
@@ -116,34 +112,19 @@ export async function calibrateDecision(
       `frames ${first}:${end} are not in the file (it holds ${reader.frameCount})`,
       input.cxiPath,
     );
-  const rules = CALIBRATION_MARGINS.flatMap((marginLogit) =>
-    CALIBRATION_MIN_PIXELS.map((minPixels) => ({ marginLogit, minPixels })),
-  );
-  const counts = rules.map(() => ({ matched: 0, found: 0, reference: 0 }));
   const finder = await createPeakNetFinder(file, maps, mask);
+  const scorer = createMarginRuleScorer(input.radiusPx ?? 2);
   let truthPeaks = 0;
   try {
     for (let f = first; f < end; f++) {
       const image = reader.readFrame(f);
-      const margins = await finder.margins(image);
       truthPeaks += truth[f].count;
-      rules.forEach((rule, r) => {
-        const found = finder.peaksFromMargins(margins, image, rule);
-        const m = matchPeaks(found, truth[f], input.radiusPx ?? 2);
-        counts[r].matched += m.matched;
-        counts[r].found += m.found;
-        counts[r].reference += m.reference;
-      });
+      scorer.addFrame(finder, await finder.margins(image), image, truth[f]);
     }
   } finally {
     await finder.release();
     reader.close();
   }
-  const f1s = counts.map((c) => scoresFromCounts(c.matched, c.found, c.reference).f1);
-  let best = 0;
-  f1s.forEach((f1, r) => {
-    if (f1 > f1s[best]) best = r;
-  });
-  const argmax = rules.findIndex((r) => r.marginLogit === 0 && r.minPixels === 2);
-  return { rule: rules[best], f1: f1s[best], argmaxF1: f1s[argmax], frames: end - first, truthPeaks };
+  const best = scorer.best();
+  return { rule: best.rule, f1: best.f1, argmaxF1: best.argmaxF1, frames: end - first, truthPeaks };
 }

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { PeakNetConfig } from '../nn/models/config.js';
 import type { PeakNetModel } from '../nn/models/registry.js';
 import { resolveConfig } from '../nn/models/registry.js';
-import { decodeModel, type WrittenModel, writeModel } from '../nn/onnx/emit.js';
+import { decodeModel, encodeModel, type WrittenModel, writeModel } from '../nn/onnx/emit.js';
 import { UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
 
@@ -111,21 +111,39 @@ export type ModelFileMetaInput = Omit<ModelFileMeta, 'format' | 'formatVersion' 
  * `path`. The tile of `meta` must be the graph's input size.
  */
 export function writeModelFile(path: string, model: PeakNetModel, meta: ModelFileMetaInput): WrittenModel {
+  const full = fullMeta(model, meta);
+  return writeModel(model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) }), path, {
+    externalData: 'never',
+  });
+}
+
+/** The model file of `model` without writing it (training's validation serves it as it would be shipped). */
+export function modelFileInMemory(
+  model: PeakNetModel,
+  meta: ModelFileMetaInput,
+  path = '(in memory)',
+): ModelFile {
+  const full = fullMeta(model, meta);
+  return {
+    path,
+    meta: full,
+    bytes: encodeModel(model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) })),
+  };
+}
+
+function fullMeta(model: PeakNetModel, meta: ModelFileMetaInput): ModelFileMeta {
   const [, , h, w] = model.image.shape;
   if (h !== meta.tile.heightPx || w !== meta.tile.widthPx)
     throw new Error(
       `model graph is built for ${h}x${w}, the metadata's tile is ${meta.tile.heightPx}x${meta.tile.widthPx}`,
     );
-  const full: ModelFileMeta = {
+  return {
     format: MODEL_FORMAT,
     formatVersion: MODEL_FORMAT_VERSION,
     config: model.config,
     params: model.graph.paramCount(),
     ...meta,
   };
-  return writeModel(model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) }), path, {
-    externalData: 'never',
-  });
 }
 
 /** Reads and checks a model file's metadata; a file that is not one is a one-line UserError. */

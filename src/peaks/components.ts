@@ -1,6 +1,6 @@
 /**
  * Connected components of marked pixels on the slab, 8-connected, never across a panel seam: the one
- * labelling behind model segmentation (`segment.ts`, `src/infer`). A component grows only into
+ * labelling behind model segmentation (`src/infer/peaks.ts`). A component grows only into
  * neighbours of the same panel (`panelIndex`), so two panels that sit side by side in the slab (CSPAD
  * ASICs, Jungfrau chips) never merge a spot.
  *

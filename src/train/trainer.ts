@@ -47,6 +47,11 @@ export interface TrainingConfig {
   focal: Required<FocalOptions>;
   /** Seeds the initial weights (with each param's name). */
   seed: number;
+  /**
+   * Runs whose gradients are averaged into one update (gradient accumulation): an effective batch of
+   * batch x accumulation tiles at the memory of one batch. `step` counts updates.
+   */
+  accumulation: number;
 }
 
 export const DEFAULT_TRAINING: Readonly<TrainingConfig> = {
@@ -59,6 +64,7 @@ export const DEFAULT_TRAINING: Readonly<TrainingConfig> = {
   decayAllParams: false,
   focal: { alpha: [0.25, 0.75], gamma: 2 },
   seed: 0,
+  accumulation: 1,
 };
 
 export interface RuntimeOptions {
@@ -88,6 +94,8 @@ export interface StepResult {
   lr: number;
   /** True when the gradient norm was not finite and the update was skipped. */
   skipped: boolean;
+  /** False for a run whose gradients were only accumulated (no update yet). */
+  updated: boolean;
   /** Wall time of the onnxruntime run (forward + backward) and of clipping + AdamW, ms. */
   runMs: number;
   updateMs: number;
@@ -114,6 +122,10 @@ export class Trainer {
     readonly optimizer: AdamW,
     private readonly runtime: RuntimeOptions,
   ) {}
+
+  /** Gradient sums of the runs since the last update (accumulation > 1 only). */
+  private accumulated: Float32Array[] | undefined;
+  private runsSinceUpdate = 0;
 
   /** Builds the training graph and its session once; weights start from the seeded initialisers. */
   static async create(options: TrainerOptions): Promise<Trainer> {
@@ -211,31 +223,64 @@ export class Trainer {
     const out = await this.session.run(feeds);
     const ran = performance.now();
     const loss = (out.loss.values as Float32Array)[0];
-    const grads = this.gradNames.map((name) => out[name].values as Float32Array);
+    let grads = this.gradNames.map((name) => out[name].values as Float32Array);
+    const runMs = ran - started;
+    const accumulation = this.training.accumulation;
+    if (accumulation > 1) {
+      this.accumulated ??= grads.map((g) => new Float32Array(g.length));
+      this.accumulated.forEach((sum, i) => {
+        const g = grads[i];
+        for (let j = 0; j < g.length; j++) sum[j] += g[j];
+      });
+      if (++this.runsSinceUpdate < accumulation) {
+        const lr = lrAt(this.optimizer.step, this.training.schedule);
+        return {
+          step: this.optimizer.step,
+          loss,
+          gradNorm: Number.NaN,
+          lr,
+          skipped: false,
+          updated: false,
+          runMs,
+          updateMs: 0,
+        };
+      }
+      for (const sum of this.accumulated) for (let j = 0; j < sum.length; j++) sum[j] /= accumulation;
+      grads = this.accumulated;
+      this.runsSinceUpdate = 0;
+    }
+    const done = (): void => {
+      if (this.accumulated !== undefined) for (const sum of this.accumulated) sum.fill(0);
+    };
     // Clipping is folded into the AdamW pass (gradScale): one read of the gradients for the norm, one
     // for the update.
     const gradNorm = globalNorm(grads);
     const lr = lrAt(this.optimizer.step, this.training.schedule);
-    const runMs = ran - started;
     if (!Number.isFinite(gradNorm)) {
+      done();
       return {
         step: this.optimizer.step,
         loss,
         gradNorm,
         lr,
         skipped: true,
+        updated: false,
         runMs,
         updateMs: performance.now() - ran,
       };
     }
     this.optimizer.update(grads, lr, clipFactor(gradNorm, this.training.maxGradNorm));
+    done();
     const updateMs = performance.now() - ran;
-    return { step: this.optimizer.step, loss, gradNorm, lr, skipped: false, runMs, updateMs };
+    return { step: this.optimizer.step, loss, gradNorm, lr, skipped: false, updated: true, runMs, updateMs };
   }
 
-  /** Writes weights, AdamW moments, step and configs. */
-  save(path: string): void {
+  /** Writes weights, AdamW moments, step and configs (and any extra string metadata). */
+  save(path: string, extraMetadata?: Readonly<Record<string, string>>): void {
+    if (this.runsSinceUpdate !== 0)
+      throw new Error('save: gradients of an unfinished accumulation would be lost; save after an update');
     saveCheckpoint(path, {
+      extraMetadata,
       params: this.params,
       optimizer: { m: this.optimizer.m, v: this.optimizer.v },
       step: this.optimizer.step,
@@ -298,12 +343,17 @@ function mergeTraining(partial: Partial<TrainingConfig> = {}): TrainingConfig {
   };
   for (const [label, value] of [
     ['batch', training.batch],
+    ['accumulation', training.accumulation],
     ['warmupSteps', training.schedule.warmupSteps],
     ['totalSteps', training.schedule.totalSteps],
   ] as const) {
-    if (!Number.isInteger(value) || value < 0 || (label === 'batch' && value < 1)) {
+    if (
+      !Number.isInteger(value) ||
+      value < 0 ||
+      ((label === 'batch' || label === 'accumulation') && value < 1)
+    ) {
       throw new UserError(
-        `must be a ${label === 'batch' ? 'positive' : 'non-negative'} integer, got ${value}`,
+        `must be a ${label === 'batch' || label === 'accumulation' ? 'positive' : 'non-negative'} integer, got ${value}`,
         undefined,
         label,
       );

@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { computePixelMaps } from '../../src/detector/pixel-maps.js';
+import { parseJsonPeakLists } from '../../src/engine/labels.js';
+import { matchPeaks } from '../../src/engine/match.js';
+import { defaultModelPath } from '../../src/infer/default-model.js';
 import { exportCheckpoint } from '../../src/infer/export.js';
 import { MODEL_METADATA_KEY, parseModelFileMeta, readModelFile } from '../../src/infer/model-file.js';
 import { createPeakNetFinder } from '../../src/infer/peaknet-finder.js';
@@ -275,6 +278,37 @@ test('peaks --method peaknet on the shared CSPAD frame writes one CXI row', { ..
   assert.equal(pf8Flag.code, 2);
   assert.match(pf8Flag.stderr, /--threshold/);
 });
+
+test(
+  "peaks --method peaknet with no --model serves the shipped model: peaks on the real CSPAD frame near DIALS' spots",
+  needsShared,
+  async () => {
+    const out = join(dir, 'cspad-shipped.cxi');
+    const cli = runCli([
+      'peaks',
+      '--method',
+      'peaknet',
+      '--geom',
+      sharedPath('data', 'real', 'cspad-thermolysin.geom'),
+      '--in',
+      sharedPath('data', 'real', 'cspad-thermolysin.cxi'),
+      '--out',
+      out,
+      '--json',
+    ]);
+    assert.equal(cli.code, 0, cli.stderr);
+    const report = JSON.parse(cli.stdout);
+    assert.equal(report.model, defaultModelPath());
+    const [found] = await readPeakTable(out);
+    assert.equal(found.count, report.peakCount);
+    const dialsPath = sharedPath('data', 'real', 'cspad-thermolysin.dials-spots.json');
+    const [dials] = parseJsonPeakLists(readFileSync(dialsPath, 'utf8'), dialsPath);
+    const match = matchPeaks(found, dials, 2);
+    // No setting was given: most of what the model calls a peak is one of DIALS' expert spots.
+    assert.ok(found.count >= 50, `${found.count} peaks`);
+    assert.ok(match.matched / found.count >= 0.6, `precision ${match.matched / found.count}`);
+  },
+);
 
 // Debian's python3-onnx (the system python, not a pyenv one); .ci/run installs it.
 const pythonOnnx = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' });

@@ -14,19 +14,11 @@ export function register(program: Command): void {
       'where to write run.cxi, run.stream, pf8-tuned.json and the peak tables',
       join(tmpdir(), 'braggflow-demo'),
     )
-    .option('--frames <n>', 'frames in the run (the last third is held out from tuning and training)', '12')
+    .option('--frames <n>', 'frames in the run (the last third is held out from tuning)', '12')
     .option('--seed <n>', 'random seed', '1')
     .option('--preset <name>', 'simulator preset: thermolysin, lysozyme or photosystem', 'thermolysin')
     .option('--hit-rate <p>', 'fraction of frames with crystals', '0.75')
-    .option('--model <name>', 'PeakNet configuration to train', 'peaknet-yocto-1x16-h16')
-    .option('--steps <n>', 'training steps', '800')
-    .option('--crop <px>', 'training crop size, a multiple of 32', '256')
-    .option('--batch <n>', 'training batch', '2')
-    .option(
-      '--input <scaling>',
-      'model input: zscore (per-frame z-score of ADU) or asinh (asinh of photons, then z-score)',
-      'zscore',
-    )
+    .option('--model <file.onnx>', 'model file to serve (default: the shipped models/peaknet-default.onnx)')
     .option(
       '--grid <spec>',
       'pf8 tuning grid as for braggflow tune, e.g. "threshold=10,20;min-snr=4,5" (default: a 270-point grid for this detector)',
@@ -40,11 +32,7 @@ export function register(program: Command): void {
         seed: string;
         preset: string;
         hitRate: string;
-        model: string;
-        steps: string;
-        crop: string;
-        batch: string;
-        input: string;
+        model?: string;
         workers: string;
         grid?: string;
         json?: boolean;
@@ -52,10 +40,6 @@ export function register(program: Command): void {
         const hitRate = Number(options.hitRate);
         if (!(hitRate >= 0 && hitRate <= 1))
           throw new UserError(`--hit-rate must be between 0 and 1, got '${options.hitRate}'`);
-        const { inputScalings } = await import('../../train/model-input.js');
-        const inputScaling = inputScalings.find((name) => name === options.input);
-        if (inputScaling === undefined)
-          throw new UserError(`--input must be ${inputScalings.join(' or ')}, got '${options.input}'`);
         const { presetByName } = await import('../../simulate/presets.js');
         presetByName(options.preset);
         const { parseGrid } = await import('../../peaks/tune.js');
@@ -70,11 +54,7 @@ export function register(program: Command): void {
           seed: integerOption('--seed', options.seed),
           preset: options.preset,
           hitRate,
-          model: options.model,
-          trainSteps: integerOption('--steps', options.steps),
-          cropPx: integerOption('--crop', options.crop),
-          batch: integerOption('--batch', options.batch),
-          inputScaling,
+          modelPath: options.model,
           pf8Grid,
           workers: integerOption('--workers', options.workers),
           log,

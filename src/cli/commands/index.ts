@@ -7,6 +7,7 @@ import * as inspect from './inspect.js';
 import * as model from './model.js';
 import * as peaks from './peaks.js';
 import * as simulate from './simulate.js';
+import * as train from './train.js';
 import * as tune from './tune.js';
 
 /**
@@ -22,5 +23,6 @@ export function registerCommands(program: Command): void {
   model.register(program);
   peaks.register(program);
   simulate.register(program);
+  train.register(program);
   tune.register(program);
 }

@@ -198,19 +198,16 @@ function printSummary(
 }
 
 async function runPeakNet(options: PeaksCliOptions): Promise<void> {
-  const [{ UserError }, { runPeaks }, modelFile, finder, { integerOption }] = await Promise.all([
-    import('../../util/errors.js'),
-    import('../../peaks/run-peaks.js'),
-    import('../../infer/model-file.js'),
-    import('../../infer/peaknet-finder.js'),
-    import('../options.js'),
-  ]);
-  if (options.model === undefined)
-    throw new UserError(
-      'no default model ships with this version yet; pass --model M.onnx (see `braggflow export`)',
-      undefined,
-      '--model',
-    );
+  const [{ UserError }, { runPeaks }, modelFile, finder, { integerOption }, { requireDefaultModel }] =
+    await Promise.all([
+      import('../../util/errors.js'),
+      import('../../peaks/run-peaks.js'),
+      import('../../infer/model-file.js'),
+      import('../../infer/peaknet-finder.js'),
+      import('../options.js'),
+      import('../../infer/default-model.js'),
+    ]);
+  const modelPath = options.model ?? requireDefaultModel();
   for (const flag of [...pf8Flags, ...dispersionFlags])
     if (flag[0] !== 'maxPeaks' && options[flag[0]] !== undefined)
       throw new UserError(
@@ -221,7 +218,7 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
   const provider = options.provider ?? 'cpu';
   if (provider !== 'cpu' && provider !== 'webgpu' && provider !== 'cuda')
     throw new UserError(`unknown provider '${provider}' (known: cpu, webgpu, cuda)`, undefined, '--provider');
-  const file = modelFile.readModelFile(options.model);
+  const file = modelFile.readModelFile(modelPath);
   const batch = integerOption('--batch', options.batch ?? '8');
   const threads = integerOption('--workers', options.workers);
   const maxPeaks = options.maxPeaks === undefined ? 2048 : integerOption('--max-peaks', options.maxPeaks);
@@ -243,7 +240,7 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
   printSummary(
     options,
     summary,
-    { method: 'peaknet', model: options.model, decision: file.meta.decision },
+    { method: 'peaknet', model: modelPath, decision: file.meta.decision },
     frames,
   );
 }
@@ -257,7 +254,7 @@ export function register(program: Command): void {
       'Find peaks in every frame (peakfinder8 or a DIALS-style dispersion finder); write a CXI peak table',
     )
     .option('--method <name>', 'pf8, dispersion or peaknet', 'pf8')
-    .option('--model <file.onnx>', 'peaknet: model file (from `braggflow export`)')
+    .option('--model <file.onnx>', 'peaknet: model file (default: the shipped models/peaknet-default.onnx)')
     .option('--provider <name>', 'peaknet: onnxruntime execution provider: cpu, webgpu or cuda', 'cpu')
     .option('--batch <n>', 'peaknet: panel tiles per model run (default 8)')
     .requiredOption('--geom <file>', 'CrystFEL geometry')
