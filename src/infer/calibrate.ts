@@ -9,7 +9,7 @@ import { matchPeaks, type PointSet, scoresFromCounts } from '../engine/match.js'
 import type { DecisionRule, PeakNetFinder } from './peaknet-finder.js';
 
 /** The rules tried when calibrating. */
-export const CALIBRATION_MARGINS = [-2, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4];
+export const CALIBRATION_MARGINS = [-5, -4, -3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 3, 4];
 export const CALIBRATION_MIN_PIXELS = [1, 2, 3];
 /** The uncalibrated rule: argmax, components of two pixels or more. */
 export const ARGMAX_RULE: Readonly<DecisionRule> = Object.freeze({ marginLogit: 0, minPixels: 2 });

@@ -45,15 +45,23 @@ export interface PeakNetFinder {
   release(): Promise<void>;
 }
 
-/** The ONNX bytes of `file`'s network for a batch of `batch` tiles. */
-export function modelBytesForBatch(file: ModelFile, batch: number): Uint8Array {
-  if (batch === 1) return file.bytes;
+/**
+ * The ONNX bytes of `file`'s network for a batch of `batch` tiles of `size` (default the file's tile;
+ * the weights do not depend on either).
+ */
+export function modelBytesForBatch(
+  file: ModelFile,
+  batch: number,
+  size: { heightPx: number; widthPx: number } = file.meta.tile,
+): Uint8Array {
+  if (batch === 1 && size.heightPx === file.meta.tile.heightPx && size.widthPx === file.meta.tile.widthPx)
+    return file.bytes;
   const spec = decodeModel(file.bytes, file.path);
   const weights = new Map(spec.initializers.map((t) => [t.name, t.values]));
   const model = buildPeakNet(file.meta.config, {
     batch,
-    heightPx: file.meta.tile.heightPx,
-    widthPx: file.meta.tile.widthPx,
+    heightPx: size.heightPx,
+    widthPx: size.widthPx,
     paramsAs: 'initializers',
   });
   for (const param of model.graph.params()) {

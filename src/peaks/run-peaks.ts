@@ -43,7 +43,10 @@ export interface RunPeaksOptions {
 }
 
 export interface AsyncPeakFinder {
+  /** `image` may be moved to another thread: the caller does not use it after the call. */
   find(image: Float32Array): Promise<PeakList>;
+  /** Frames to keep in flight (default 1: one after the other). */
+  concurrency?: number;
   release(): Promise<void>;
 }
 
@@ -166,8 +169,21 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
     if (createFinder !== undefined) {
       const finder = await createFinder(maps, mask);
       try {
-        for (let k = 0; k < sources.length; k++)
-          record(sources[k], await finder.find(sources[k].read()), k + 1);
+        // Up to `concurrency` frames in flight; awaited, and written, in input order.
+        const depth = Math.max(1, finder.concurrency ?? 1);
+        const inFlight: Promise<PeakList>[] = [];
+        let next = 0;
+        const submit = () => {
+          const promise = finder.find(sources[next++].read());
+          promise.catch(() => {});
+          inFlight.push(promise);
+        };
+        while (next < sources.length && inFlight.length < depth) submit();
+        for (let done = 0; done < sources.length; done++) {
+          const list = await (inFlight.shift() as Promise<PeakList>);
+          if (next < sources.length) submit();
+          record(sources[done], list, done + 1);
+        }
       } finally {
         await finder.release();
       }

@@ -38,6 +38,7 @@ import { createProgress } from '../util/progress.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
 import { createBatchLoader } from './batches.js';
 import type { TrainConfig } from './config.js';
+import { createTeacher } from './teacher.js';
 import { Trainer, type TrainingConfig } from './trainer.js';
 import { buildValidationSet, type ValidationResult, validate } from './validate.js';
 
@@ -51,6 +52,11 @@ export interface TrainRunOptions {
   /** Loader threads (0: batches made in this thread). Default 1. */
   workers?: number;
   intraOpThreads?: number;
+  /**
+   * Distil from a teacher (`braggflow distill`): its logits replace the masks as targets, with the
+   * reference system's loss (losses.ts `distillationLoss`); `cacheDir` keeps them per micro-step.
+   */
+  distill?: { teacher: string; cacheDir?: string; temperature?: number };
   log: (line: string) => void;
 }
 
@@ -68,6 +74,13 @@ export interface TrainRunReport {
   stepsPerSecond: number;
   lastLoss: number;
   validation?: ValidationResult;
+  /** With a teacher: its validation on the same frames, and how its logits were had. */
+  teacher?: {
+    path: string;
+    validation: ValidationResult;
+    cachedMicroSteps: number;
+    computedMicroSteps: number;
+  };
   modelPath?: string;
 }
 
@@ -76,8 +89,11 @@ export const METRICS_NAME = 'metrics.jsonl';
 export const CURVES_NAME = 'curves.svg';
 export const MODEL_NAME = 'model.onnx';
 
-function trainingConfigOf(config: TrainConfig): Partial<TrainingConfig> {
+function trainingConfigOf(config: TrainConfig, distill: TrainRunOptions['distill']): Partial<TrainingConfig> {
   return {
+    ...(distill === undefined
+      ? {}
+      : { distill: { temperature: distill.temperature ?? 2, weights: { mse: 0.4, kl: 0.4, focal: 0.2 } } }),
     batch: config.batch,
     accumulation: config.accumulation,
     heightPx: config.tile.heightPx,
@@ -171,6 +187,15 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
       intraOpThreads: options.intraOpThreads,
       training: { schedule: { ...config.schedule, totalSteps: config.steps } },
     });
+    if ((trainer.training.distill !== undefined) !== (options.distill !== undefined)) {
+      await trainer.release();
+      throw new UserError(
+        trainer.training.distill !== undefined
+          ? 'was distilled from a teacher: go on with `braggflow distill --teacher ...`'
+          : 'was trained on masks, not distilled: go on with `braggflow train`',
+        checkpointPath,
+      );
+    }
     log(
       `resume    ${checkpointPath} at step ${trainer.step} (${(previousSeconds / 60).toFixed(1)} min so far)`,
     );
@@ -178,7 +203,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     trainer = await Trainer.create({
       model: config.model,
       intraOpThreads: options.intraOpThreads,
-      training: trainingConfigOf(config),
+      training: trainingConfigOf(config, options.distill),
     });
     writeFileSync(metricsPath, '');
   }
@@ -221,9 +246,27 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
       intraOpThreads: options.intraOpThreads,
     });
   };
-  const loader = await createBatchLoader(config, trainer.step * config.accumulation, {
-    workers: options.workers ?? 1,
-  });
+  const teacher =
+    options.distill === undefined
+      ? undefined
+      : await createTeacher(options.distill.teacher, {
+          batch: config.batch,
+          tile,
+          cacheDir: options.distill.cacheDir,
+          intraOpThreads: options.intraOpThreads,
+        });
+  let teacherValidation: ValidationResult | undefined;
+  if (teacher !== undefined) {
+    teacherValidation = await validate(teacher.file, validationSet, config.validation.radiusPx, {
+      intraOpThreads: options.intraOpThreads,
+    });
+    appendFileSync(metricsPath, `${JSON.stringify({ step: trainer.step, teacherValidation })}\n`);
+    log(
+      `teacher   ${options.distill?.teacher}: ${teacher.file.meta.config.name} (${teacher.file.meta.params.toLocaleString('en-US')} params), held-out F1 ${teacherValidation.f1.toFixed(3)} (P ${teacherValidation.precision.toFixed(3)}, R ${teacherValidation.recall.toFixed(3)})`,
+    );
+  }
+  let microStep = trainer.step * config.accumulation;
+  const loader = await createBatchLoader(config, microStep, { workers: options.workers ?? 1 });
   const progress = createProgress('train', config.steps, log, config.logEvery);
   let validation: ValidationResult | undefined;
   let windowLoss = 0;
@@ -236,7 +279,12 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     while (trainer.step < config.steps) {
       for (let a = 0; a < config.accumulation; a++) {
         const batch = await loader.next();
-        const result = await trainer.trainStep(batch);
+        const result = await trainer.trainStep(
+          teacher === undefined
+            ? batch
+            : { image: batch.image, teacher: await teacher.logits(batch.image, microStep) },
+        );
+        microStep++;
         windowLoss += result.loss;
         windowRuns++;
       }
@@ -263,8 +311,9 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
       if (step % config.evalEvery === 0 || last) {
         validation = await runValidation();
         appendFileSync(metricsPath, `${JSON.stringify({ step, validation })}\n`);
+        const beside = teacherValidation ? `; teacher F1 ${teacherValidation.f1.toFixed(3)}` : '';
         log(
-          `  validate step ${step}: P ${validation.precision.toFixed(3)} R ${validation.recall.toFixed(3)} F1 ${validation.f1.toFixed(3)} (margin ${validation.rule.marginLogit}, >= ${validation.rule.minPixels} px; argmax F1 ${validation.argmaxF1.toFixed(3)}), pixel IoU ${validation.pixelIou.toFixed(3)}, ${validation.seconds.toFixed(1)} s`,
+          `  validate step ${step}: P ${validation.precision.toFixed(3)} R ${validation.recall.toFixed(3)} F1 ${validation.f1.toFixed(3)} (margin ${validation.rule.marginLogit}, >= ${validation.rule.minPixels} px; argmax F1 ${validation.argmaxF1.toFixed(3)}), pixel IoU ${validation.pixelIou.toFixed(3)}, ${validation.seconds.toFixed(1)} s${beside}`,
         );
         writeFileSync(join(outDir, CURVES_NAME), curvesSvg(readMetrics(metricsPath), config.model));
         windowStart = performance.now();
@@ -283,6 +332,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   } finally {
     progress.stop();
     await loader.close();
+    await teacher?.release();
   }
   const finished = !stopped && trainer.step >= config.steps;
   let modelPath: string | undefined;
@@ -307,6 +357,15 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
         argmaxF1: validation.argmaxF1,
         pixelIou: validation.pixelIou,
       },
+      ...(teacherValidation === undefined
+        ? {}
+        : {
+            teacher: {
+              path: options.distill?.teacher,
+              f1: teacherValidation.f1,
+              params: teacher?.file.meta.params,
+            },
+          }),
     };
     writeModelFile(modelPath, model, meta);
     readModelFile(modelPath);
@@ -328,6 +387,15 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     stepsPerSecond: (trainer.step - startStep) / seconds,
     lastLoss,
     validation,
+    teacher:
+      teacher === undefined || teacherValidation === undefined
+        ? undefined
+        : {
+            path: options.distill?.teacher ?? '',
+            validation: teacherValidation,
+            cachedMicroSteps: teacher.cached,
+            computedMicroSteps: teacher.computed,
+          },
     modelPath,
   };
 }

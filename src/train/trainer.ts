@@ -14,7 +14,7 @@
 import { buildTrainingGraph } from '../nn/autodiff.js';
 import { loadCheckpointInto, readCheckpointInfo, saveCheckpoint } from '../nn/checkpoint.js';
 import type { DType } from '../nn/graph.js';
-import { type FocalOptions, focalLoss } from '../nn/losses.js';
+import { type DistillOptions, distillationLoss, type FocalOptions, focalLoss } from '../nn/losses.js';
 import type { PeakNetConfig } from '../nn/models/config.js';
 import { buildPeakNet, type PeakNetModel, resolveConfig } from '../nn/models/registry.js';
 import { encodeModel } from '../nn/onnx/emit.js';
@@ -52,6 +52,12 @@ export interface TrainingConfig {
    * batch x accumulation tiles at the memory of one batch. `step` counts updates.
    */
   accumulation: number;
+  /**
+   * Knowledge distillation instead of the focal loss on masks: the batch carries a teacher's logits
+   * and the loss is `distillationLoss` (0.4 MSE + 0.4 T^2 KL at T + 0.2 focal on the teacher's
+   * argmax, with `focal` above). Stored with the run so a resumed run builds the same graph.
+   */
+  distill?: { temperature: number; weights: { mse: number; kl: number; focal: number } };
 }
 
 export const DEFAULT_TRAINING: Readonly<TrainingConfig> = {
@@ -79,10 +85,14 @@ export interface TrainerOptions extends RuntimeOptions {
   training?: Partial<TrainingConfig>;
 }
 
-/** One batch: images [B, 1, H, W] float32 and per-pixel labels [B, H, W] (0 background, 1 peak). */
+/**
+ * One batch: images [B, 1, H, W] float32 and per-pixel labels [B, H, W] (0 background, 1 peak), or,
+ * when distilling, the teacher's logits [B, 2, H, W].
+ */
 export interface Batch {
   image: Float32Array;
-  target: Uint8Array;
+  target?: Uint8Array;
+  teacher?: Float32Array;
 }
 
 export interface StepResult {
@@ -139,15 +149,22 @@ export class Trainer {
       seed: training.seed,
     });
     const { graph, logits } = model;
-    const target = graph.input('target', [training.batch, training.heightPx, training.widthPx], TARGET_DTYPE);
-    const loss = focalLoss(logits, target, training.focal);
+    const [b, h, w] = [training.batch, training.heightPx, training.widthPx];
+    let loss: ReturnType<typeof focalLoss>;
+    if (training.distill !== undefined) {
+      const teacher = graph.input('teacher', [b, logits.shape[1], h, w], 'float32');
+      const options: DistillOptions = { ...training.distill, focal: training.focal };
+      loss = distillationLoss(logits, teacher, options).loss;
+    } else {
+      loss = focalLoss(logits, graph.input('target', [b, h, w], TARGET_DTYPE), training.focal);
+    }
     const train = buildTrainingGraph(graph, { loss });
     const params = train.wrtNames.map((name): TrainableParam => {
       const param = graph.getParam(name);
       const values = param.data;
       return { name, shape: param.shape, values, feed: { dataType: 'float32', dims: param.shape, values } };
     });
-    const fed = new Set(['image', 'target', ...train.wrtNames]);
+    const fed = new Set(['image', training.distill ? 'teacher' : 'target', ...train.wrtNames]);
     const unfed = train.spec.inputs.map((i) => i.name).filter((name) => !fed.has(name));
     if (unfed.length > 0)
       throw new Error(`training graph wants inputs the trainer does not feed: ${unfed.join(', ')}`);
@@ -211,13 +228,23 @@ export class Trainer {
     if (batch.image.length !== b * h * w) {
       throw new Error(`trainStep: image has ${batch.image.length} values, expected ${b}x1x${h}x${w}`);
     }
-    if (batch.target.length !== b * h * w) {
-      throw new Error(`trainStep: target has ${batch.target.length} values, expected ${b}x${h}x${w}`);
-    }
     const feeds: Record<string, HostTensor> = {
       image: { dataType: 'float32', dims: [b, 1, h, w], values: batch.image },
-      target: { dataType: TARGET_DTYPE, dims: [b, h, w], values: batch.target },
     };
+    if (this.training.distill !== undefined) {
+      const classes = this.model.logits.shape[1];
+      if (batch.teacher?.length !== b * classes * h * w)
+        throw new Error(
+          `trainStep: teacher has ${batch.teacher?.length ?? 'no'} logits, expected ${b}x${classes}x${h}x${w}`,
+        );
+      feeds.teacher = { dataType: 'float32', dims: [b, classes, h, w], values: batch.teacher };
+    } else {
+      if (batch.target?.length !== b * h * w)
+        throw new Error(
+          `trainStep: target has ${batch.target?.length ?? 'no'} values, expected ${b}x${h}x${w}`,
+        );
+      feeds.target = { dataType: TARGET_DTYPE, dims: [b, h, w], values: batch.target };
+    }
     for (const p of this.params) feeds[p.name] = p.feed;
     const started = performance.now();
     const out = await this.session.run(feeds);

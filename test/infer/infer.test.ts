@@ -310,6 +310,48 @@ test(
   },
 );
 
+test(
+  'peaks --method peaknet --workers 2: frames in parallel, the same peaks in input order',
+  needsShared,
+  async () => {
+    const frame = sharedPath('data', 'real', 'cspad-thermolysin.cxi');
+    const cbf = sharedPath('data', 'real', 'cspad-thermolysin.cbf');
+    const tables = [];
+    for (const workers of ['1', '2']) {
+      const out = join(dir, `workers-${workers}.cxi`);
+      const geom = sharedPath('data', 'real', 'cspad-thermolysin.geom');
+      const cli = runCli([
+        'peaks',
+        '--method',
+        'peaknet',
+        '--geom',
+        geom,
+        '--in',
+        frame,
+        cbf,
+        frame,
+        '--out',
+        out,
+        '--workers',
+        workers,
+      ]);
+      assert.equal(cli.code, 0, cli.stderr);
+      tables.push(await readPeakTable(out));
+    }
+    const [one, two] = tables;
+    assert.equal(two.length, 3);
+    for (let f = 0; f < 3; f++) {
+      assert.equal(two[f].count, one[f].count, `frame ${f}`);
+      for (let k = 0; k < one[f].count; k++) {
+        assert.ok(
+          Math.abs(two[f].fs[k] - one[f].fs[k]) < 0.01 && Math.abs(two[f].ss[k] - one[f].ss[k]) < 0.01,
+        );
+      }
+    }
+    assert.ok(one[0].count > 0);
+  },
+);
+
 // Debian's python3-onnx (the system python, not a pyenv one); .ci/run installs it.
 const pythonOnnx = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' });
 const needsPythonOnnx = pythonOnnx.status === 0 ? {} : { skip: 'Debian python3-onnx is not installed' };

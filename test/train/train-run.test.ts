@@ -322,3 +322,55 @@ test('braggflow train: a bad config is one line naming the file and the field', 
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /absent\.json: no such file/);
 });
+
+test('distill: a student learns from a teacher file or checkpoint; cached logits give the same run; both are validated', async () => {
+  const config = tinyConfig({ steps: 2, evalEvery: 2, checkpointEvery: 2 });
+  const quiet = () => {};
+  const teacherRun = await runTraining({ config, outDir: join(dir, 'teacher'), log: quiet, workers: 0 });
+  const teacherPath = teacherRun.modelPath as string;
+  const cacheDir = join(dir, 'teacher-cache');
+  const student = { ...config, model: 'peaknet-yocto-1x16-h16' };
+  const first = await runTraining({
+    config: student,
+    outDir: join(dir, 'student-a'),
+    log: quiet,
+    workers: 0,
+    distill: { teacher: teacherPath, cacheDir },
+  });
+  assert.equal(first.finished, true);
+  assert.equal(first.teacher?.computedMicroSteps, 2);
+  assert.equal(first.teacher?.cachedMicroSteps, 0);
+  // The teacher scored on the same held-out frames as the student.
+  assert.equal(first.teacher?.validation.truthPeaks, first.validation?.truthPeaks);
+  assert.ok(Number.isFinite(first.lastLoss) && first.lastLoss > 0);
+  const second = await runTraining({
+    config: student,
+    outDir: join(dir, 'student-b'),
+    log: quiet,
+    workers: 0,
+    distill: { teacher: teacherPath, cacheDir },
+  });
+  assert.equal(second.teacher?.cachedMicroSteps, 2);
+  assert.equal(second.teacher?.computedMicroSteps, 0);
+  const weights = (name: string) => readSafetensors(join(dir, name, 'checkpoint.safetensors')).tensors;
+  for (const [name, t] of weights('student-a'))
+    assert.deepEqual(weights('student-b').get(name)?.data, t.data, name);
+  // A checkpoint serves as a teacher too (default preprocessing), without the cache: same logits.
+  const fromCheckpoint = await runTraining({
+    config: student,
+    outDir: join(dir, 'student-c'),
+    log: quiet,
+    workers: 0,
+    distill: { teacher: join(dir, 'teacher', 'checkpoint.safetensors') },
+  });
+  assert.equal(fromCheckpoint.teacher?.computedMicroSteps, 2);
+  for (const [name, t] of weights('student-a')) {
+    const c = weights('student-c').get(name)?.data as Float32Array;
+    for (let i = 0; i < t.data.length; i++) assert.ok(Math.abs(c[i] - (t.data[i] as number)) < 1e-5, name);
+  }
+  // A distilled run goes on only as a distillation.
+  await assert.rejects(
+    runTraining({ config: { ...student, steps: 3 }, outDir: join(dir, 'student-a'), log: quiet, workers: 0 }),
+    (error: unknown) => error instanceof UserError && /was distilled from a teacher/.test(error.message),
+  );
+});

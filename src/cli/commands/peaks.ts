@@ -220,7 +220,7 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     throw new UserError(`unknown provider '${provider}' (known: cpu, webgpu, cuda)`, undefined, '--provider');
   const file = modelFile.readModelFile(modelPath);
   const batch = integerOption('--batch', options.batch ?? '8');
-  const threads = integerOption('--workers', options.workers);
+  const workers = integerOption('--workers', options.workers);
   const maxPeaks = options.maxPeaks === undefined ? 2048 : integerOption('--max-peaks', options.maxPeaks);
   const recorder = await frameRecorder(options.json === true);
   const frames = recorder.frames;
@@ -228,8 +228,21 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     geometryPath: options.geom,
     inputs: options.in,
     outPath: options.out,
-    createFinder: (maps, mask) =>
-      finder.createPeakNetFinder(file, maps, mask, { provider, batch, intraOpThreads: threads, maxPeaks }),
+    // One worker: this thread, onnxruntime's own threads. More: frames in parallel, a session each.
+    createFinder: async (maps, mask) =>
+      workers === 1
+        ? finder.createPeakNetFinder(file, maps, mask, { provider, batch, maxPeaks })
+        : (await import('../../infer/peaknet-pool.js')).createPooledPeakNetFinder(
+            modelPath,
+            options.geom,
+            mask,
+            workers,
+            {
+              provider,
+              batch,
+              maxPeaks,
+            },
+          ),
     maxPeaks,
     dataPath: options.dataPath,
     maskFiles: options.mask,
@@ -273,7 +286,7 @@ export function register(program: Command): void {
     .option('--frames <a:b>', 'frames a (included) to b (excluded), counted over all inputs in order')
     .option(
       '--workers <n>',
-      'worker threads (frames in parallel, output in input order); peaknet: onnxruntime threads',
+      "worker threads (frames in parallel, output in input order; peaknet: one onnxruntime thread each, 1 = this thread with onnxruntime's threads)",
       '1',
     )
     .option('--json', "print the parameters and every frame's peaks as JSON")

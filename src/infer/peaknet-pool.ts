@@ -1,0 +1,38 @@
+/**
+ * A model file served on several worker threads, one frame per worker at a time, each with its own
+ * onnxruntime session on one thread: the JavaScript parts of a frame (tile cutting, preprocessing,
+ * components) then overlap with another frame's model run, which one session with more threads does
+ * not give. Results come back in input order (run-peaks awaits them in order).
+ */
+import { readFileSync } from 'node:fs';
+import type { PeakList } from '../peaks/peak-list.js';
+import type { AsyncPeakFinder } from '../peaks/run-peaks.js';
+import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import type { PeakNetFinderOptions } from './peaknet-finder.js';
+import type { PeakNetWorkerData } from './peaknet-worker.js';
+
+export function createPooledPeakNetFinder(
+  modelPath: string,
+  geometryPath: string,
+  mask: Uint8Array,
+  workers: number,
+  options: PeakNetFinderOptions,
+): AsyncPeakFinder {
+  const data: PeakNetWorkerData = {
+    modelPath,
+    geometryText: readFileSync(geometryPath, 'utf8'),
+    geometryPath,
+    mask,
+    options: { ...options, intraOpThreads: 1 },
+  };
+  const pool = createWorkerPool<{ image: Float32Array }, PeakList>(
+    workerScriptUrl(import.meta.url, 'peaknet-worker'),
+    workers,
+    data,
+  );
+  return {
+    concurrency: workers * 2,
+    find: (image) => pool.run({ image }, [image.buffer as ArrayBuffer]),
+    release: () => pool.close(),
+  };
+}
