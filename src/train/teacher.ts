@@ -18,7 +18,6 @@ import {
 } from '../infer/model-file.js';
 import { modelBytesForBatch } from '../infer/peaknet-finder.js';
 import { readCheckpointInfo } from '../nn/checkpoint.js';
-import { encodeModel } from '../nn/onnx/emit.js';
 import { createSession, type Session } from '../nn/runtime.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
 import { loadPeakNetCheckpoint } from './trainer.js';
