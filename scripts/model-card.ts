@@ -20,6 +20,7 @@ import { buildMask } from '../src/detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../src/detector/pixel-maps.js';
 import { parseJsonPeakLists } from '../src/engine/labels.js';
 import { matchPeaks, type PointSet, scoresFromCounts } from '../src/engine/match.js';
+import type { RuleScore } from '../src/infer/calibrate.js';
 import { defaultModelPath } from '../src/infer/default-model.js';
 import { readModelFile } from '../src/infer/model-file.js';
 import { createPeakNetFinder } from '../src/infer/peaknet-finder.js';
@@ -64,14 +65,7 @@ const out: Record<string, unknown> = {
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, load: loadavg()[0], date: new Date().toISOString() },
 };
 
-interface Score {
-  precision: number;
-  recall: number;
-  f1: number;
-  found: number;
-  matched: number;
-  reference: number;
-}
+type Score = Omit<RuleScore, 'rule'>;
 
 function score(found: PeakList[], truth: PointSet[]): Score {
   let matched = 0;

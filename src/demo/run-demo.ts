@@ -217,7 +217,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     if (hot[i] && goodPixels[i]) hotPixels++;
     if (hot[i]) goodPixels[i] = 0;
   }
-  log(`mask      geometry bad regions + ${hotPixels} hot pixels (bright on most training frames)`);
+  log(`mask      geometry bad regions + ${hotPixels} hot pixels (bright on most tuning frames)`);
 
   // 5. peakfinder8: defaults, and tuned against the truth of the training frames.
   const radiusPx = defaultEvalOptions.radiusPx;
@@ -241,7 +241,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   log(
     `pf8       tuned on frames ${range(trainFrames)}: ${pf8.tuning.configurations} configurations, successive halving, ` +
       `${pf8.tuning.evaluations} runs in ${pf8.tuning.seconds.toFixed(1)} s; best ${paramsText(tuned)} ` +
-      `(F1 ${pf8.tuning.best.f1.toFixed(3)} on the training frames) -> ${paramsPath}`,
+      `(F1 ${pf8.tuning.best.f1.toFixed(3)} on the tuning frames) -> ${paramsPath}`,
   );
 
   // 6. The shipped model file, served per panel as `peaks --method peaknet` serves it: raw ADU in, its

@@ -81,6 +81,11 @@ const sourceSchema = z.discriminatedUnion('kind', [simulateSourceSchema, dataset
 
 export const trainConfigSchema = z.object({
   model: z.string().default('peaknet-yocto-1x16-h16'),
+  /**
+   * Start from these weights (a checkpoint of the same model; its optimiser state and step are not
+   * used): a fine-tuning phase with its own data, schedule and steps.
+   */
+  init: z.string().min(1).optional(),
   tile: z
     .object({
       heightPx: positiveInt.multipleOf(32),
@@ -176,6 +181,7 @@ export function parseTrainConfig(raw: unknown, file = 'config', baseDir = proces
     throw new UserError((error as Error).message, file, 'model');
   }
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  if (config.init !== undefined) config.init = abs(config.init);
   for (const source of config.data.sources) {
     if (source.kind === 'simulate')
       source.geometries = source.geometries.map((g) =>

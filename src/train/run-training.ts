@@ -112,7 +112,9 @@ export function describeData(config: TrainConfig): string {
       ? `simulated on the fly (${s.presets.join('/')}; ${s.geometries.map((g) => (typeof g === 'string' ? (g.split('/').pop() ?? g) : `synthetic ${g.panelRowsPx.join('-')} x ${g.panelColsPx.join('-')} px panels, ${g.pixelUm.join('-')} um`)).join(', ')}; ${Math.round(s.photonCountingFraction * 100)}% photon counting, else ${s.gainAduPerPhoton.join('-')} ADU/photon)`
       : `dataset ${s.path}`,
   );
-  return `${parts.join(' + ')}; ${config.tile.heightPx}x${config.tile.widthPx} panel tiles, batch ${config.batch}x${config.accumulation}`;
+  const init =
+    config.init === undefined ? '' : `; fine-tuned from ${config.init.split('/').slice(-2).join('/')}`;
+  return `${parts.join(' + ')}; ${config.tile.heightPx}x${config.tile.widthPx} panel tiles, batch ${config.batch}x${config.accumulation}${init}`;
 }
 
 interface MetricsRow {
@@ -173,6 +175,20 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   const started = performance.now();
   const resuming = (options.resume ?? true) && existsSync(checkpointPath);
   let previousSeconds = 0;
+  // A fine-tuning phase counts the steps and time of the run it started from in the model's provenance.
+  let initSteps = 0;
+  let initSeconds = 0;
+  if (config.init !== undefined) {
+    const info = readCheckpointInfo(config.init);
+    if (info.modelName !== config.model)
+      throw new UserError(
+        `holds ${info.modelName}, the config asks for ${config.model}`,
+        config.init,
+        '__metadata__.model_name',
+      );
+    initSteps = info.step;
+    initSeconds = Number(info.metadata.wall_seconds ?? 0);
+  }
   let trainer: Trainer;
   if (resuming) {
     const info = readCheckpointInfo(checkpointPath);
@@ -205,6 +221,10 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
       intraOpThreads: options.intraOpThreads,
       training: trainingConfigOf(config, options.distill),
     });
+    if (config.init !== undefined) {
+      trainer.loadWeights(config.init);
+      log(`init      weights of ${config.init} (step ${initSteps})`);
+    }
     writeFileSync(metricsPath, '');
   }
   const params = trainer.model.graph.paramCount();
@@ -223,8 +243,8 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     decision,
     provenance: {
       data: describeData(config),
-      steps,
-      wallSeconds: Math.round(totalSeconds()),
+      steps: initSteps + steps,
+      wallSeconds: Math.round(initSeconds + totalSeconds()),
       date: new Date().toISOString(),
       braggflowVersion: BRAGGFLOW_VERSION,
     },

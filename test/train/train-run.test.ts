@@ -308,6 +308,46 @@ test('train: metrics, curves, model file; a run stopped and resumed ends bit-ide
   );
 });
 
+test('train with init: a fine-tuning phase starts from the weights of another run and counts its steps', async () => {
+  const quiet = () => {};
+  const base = await runTraining({
+    config: tinyConfig({ steps: 2, evalEvery: 2, checkpointEvery: 2 }),
+    outDir: join(dir, 'base'),
+    log: quiet,
+    workers: 0,
+  });
+  const init = join(dir, 'base', 'checkpoint.safetensors');
+  const lines: string[] = [];
+  const tuned = await runTraining({
+    config: { ...tinyConfig({ steps: 1, evalEvery: 1, checkpointEvery: 1 }), init },
+    outDir: join(dir, 'tuned'),
+    log: (line) => lines.push(line),
+    workers: 0,
+  });
+  assert.ok(
+    lines.some((line) => line.startsWith('init ')),
+    lines.join('\n'),
+  );
+  const meta = readModelFile(tuned.modelPath as string).meta;
+  assert.equal(meta.provenance.steps, base.step + 1);
+  assert.match(meta.provenance.data, /fine-tuned from base\/checkpoint\.safetensors/);
+  // One small update away from the weights it started from (a fresh start is far from them).
+  const before = readSafetensors(init).tensors;
+  let largest = 0;
+  for (const [name, t] of readSafetensors(join(dir, 'tuned', 'checkpoint.safetensors')).tensors) {
+    if (name.startsWith('optimizer.') || !before.has(name)) continue;
+    const a = t.data as Float32Array;
+    const b = before.get(name)?.data as Float32Array;
+    for (let i = 0; i < a.length; i++) largest = Math.max(largest, Math.abs(a[i] - b[i]));
+  }
+  assert.ok(largest > 0 && largest < 0.02, `largest change ${largest}`);
+  const wrong = { ...tinyConfig(), model: 'peaknet-zepto-1x32-h32', init };
+  await assert.rejects(
+    runTraining({ config: wrong, outDir: join(dir, 'wrong'), log: quiet, workers: 0 }),
+    (error: unknown) => error instanceof UserError && /holds peaknet-yocto-1x16-h16/.test(error.message),
+  );
+});
+
 test('braggflow train: a bad config is one line naming the file and the field', () => {
   const path = join(dir, 'bad.json');
   writeFileSync(
