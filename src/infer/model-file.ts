@@ -8,13 +8,12 @@
  * The graph: input `image` float32 [1, 1, tileH, tileW] (already preprocessed, see preprocess.ts),
  * output `logits` float32 [1, 2, tileH, tileW] (class 0 background, class 1 peak).
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { PeakNetConfig } from '../nn/models/config.js';
 import type { PeakNetModel } from '../nn/models/registry.js';
 import { resolveConfig } from '../nn/models/registry.js';
 import { decodeModel, encodeModel, type WrittenModel, writeModel } from '../nn/onnx/emit.js';
-import { UserError } from '../util/errors.js';
+import { readUserFile, UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
 
 export const MODEL_FORMAT = 'braggflow-peaknet';
@@ -183,13 +182,7 @@ export function parseModelFileMeta(metadata: Readonly<Record<string, string>>, p
 
 /** Reads a model file: bytes and checked metadata. */
 export function readModelFile(path: string): ModelFile {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? 'error'})`, path);
-  }
+  const bytes: Uint8Array = readUserFile(path);
   let metadata: Record<string, string>;
   let inputs: { name: string; dims: (number | string)[] }[];
   try {

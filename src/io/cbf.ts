@@ -19,8 +19,8 @@
  * UserError naming the file and the section (`binary section 2 (X-Binary-ID 2)`) or header field.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { UserError } from '../util/errors.js';
+import { writeFileSync } from 'node:fs';
+import { readUserFile, UserError } from '../util/errors.js';
 import {
   type CodecContext,
   decodeByteOffset,
@@ -381,13 +381,7 @@ export function parseCbf(bytes: Uint8Array, path: string, options: ParseCbfOptio
 
 /** Reads and decodes a CBF file. */
 export function readCbf(path: string, options: ParseCbfOptions = {}): CbfFile {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (error) {
-    throw new UserError(`cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, path);
-  }
-  return parseCbf(bytes, path, options);
+  return parseCbf(readUserFile(path), path, options);
 }
 
 /** One ASIC/panel placed in the slab. */

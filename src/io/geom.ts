@@ -12,8 +12,7 @@
  *   the panel hierarchy, `rigid_group_*` / `rigid_group_collection_*` the older grouping (kept, unused).
  * - Unknown keys are kept in `extraKeys`; malformed lines throw a UserError naming the file and line.
  */
-import { readFileSync } from 'node:fs';
-import { UserError } from '../util/errors.js';
+import { readUserFile, UserError } from '../util/errors.js';
 
 export interface Vec3 {
   x: number;
@@ -951,15 +950,6 @@ function checkGroups(
 
 /** Reads and parses a geometry file; a missing or unreadable file is a UserError. */
 export function readGeometry(path: string): Geometry {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new UserError(
-      code === 'ENOENT' ? 'no such file' : `cannot read geometry file (${code ?? 'error'})`,
-      path,
-    );
-  }
+  const text = readUserFile(path, 'utf8');
   return parseGeometry(text, path);
 }

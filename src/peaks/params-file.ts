@@ -3,9 +3,8 @@
  * them: `{"method": "pf8", "params": {...}, "f1": 0.91}` (f1 optional). Parameter names may be ours
  * (camelCase) or CrystFEL's / DIALS' (`min-snr`, `global_threshold`...). Errors name the file and field.
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { UserError } from '../util/errors.js';
+import { readUserFile, UserError } from '../util/errors.js';
 import { type DispersionParams, defaultDispersionParams } from './dispersion.js';
 import type { Pf8Params } from './peakfinder8.js';
 import { parsePf8ParamsPartial } from './pf8-params.js';
@@ -117,12 +116,7 @@ export function resolveDispersionParams(...layers: Partial<DispersionParams>[]):
 
 /** Reads and validates a parameter file. */
 export function readPeakParamsFile(path: string): PeakParamsFile {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new UserError(`cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, path);
-  }
+  const text = readUserFile(path, 'utf8');
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -3,7 +3,6 @@
  * files, in order) and writes one CXI peak-table row per frame, in input order, on one thread or
  * several worker threads.
  */
-import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { buildMask, readMaskDataset } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
@@ -12,7 +11,7 @@ import { defaultPeakGroup } from '../io/cxi-peaks.js';
 import { openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
-import { UserError } from '../util/errors.js';
+import { readUserFile, UserError } from '../util/errors.js';
 import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
 import { createPeakFinder, maxPeaksOf, type PeakFinderSpec } from './finder.js';
 import type { PeakList } from './peak-list.js';
@@ -139,16 +138,7 @@ async function frameSources(
 
 export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummary> {
   const started = performance.now();
-  let geometryText: string;
-  try {
-    geometryText = readFileSync(options.geometryPath, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new UserError(
-      code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? 'error'})`,
-      options.geometryPath,
-    );
-  }
+  const geometryText = readUserFile(options.geometryPath, 'utf8');
   const geometry = parseGeometry(geometryText, options.geometryPath);
   const maps = computePixelMaps(geometry);
   const mask = await buildRunMask(maps, options);

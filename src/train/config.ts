@@ -6,12 +6,11 @@
  * Units: pixels (`Px`), metres (`M`), micrometres (`Um`), electronvolts (`Ev`); ranges are `[low,
  * high]`, drawn log-uniformly for scales (gain, fluence) and uniformly otherwise.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { resolveConfig } from '../nn/models/registry.js';
 import { presetNames } from '../simulate/presets.js';
-import { UserError } from '../util/errors.js';
+import { readUserFile, UserError } from '../util/errors.js';
 
 const range = (min: number, max = Number.POSITIVE_INFINITY) =>
   z
@@ -196,13 +195,7 @@ export function parseTrainConfig(raw: unknown, file = 'config', baseDir = proces
 }
 
 export function readTrainConfig(path: string): TrainConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? 'no such file' : `cannot read (${code ?? 'error'})`, path);
-  }
+  const text = readUserFile(path, 'utf8');
   let raw: unknown;
   try {
     raw = JSON.parse(text);
