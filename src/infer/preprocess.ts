@@ -24,6 +24,10 @@ export interface TileStatistics {
 
 const QUANTUM_SAMPLE = 4096;
 
+/** The good pixels of a tile, packed (reused between calls: tiles are prepared one at a time). */
+let packed = new Float64Array(0);
+let sorted = new Float64Array(0);
+
 /** Sigma-clipped level and noise of `values` where `valid` is nonzero (the first `length` entries). */
 export function tileStatistics(
   values: Float32Array,
@@ -31,39 +35,42 @@ export function tileStatistics(
   length: number,
   spec: Pick<Preprocessing, 'clipSigma' | 'clipIterations'>,
 ): TileStatistics {
+  // Pack the good pixels once, in order: the clipping passes then skip padding and masked pixels
+  // (half of a CSPAD ASIC's tile) and add the same values in the same order as a pass over the tile.
+  if (packed.length < length) packed = new Float64Array(length);
+  let count = 0;
+  for (let i = 0; i < length; i++) if (valid[i]) packed[count++] = values[i];
+  if (count === 0) return { level: 0, noise: 1, quantum: 0 };
   let lo = Number.NEGATIVE_INFINITY;
   let hi = Number.POSITIVE_INFINITY;
   let level = 0;
   let noise = 0;
-  let count = 0;
+  // Pixels inside the last clipping bounds: they set the quantum sample's stride.
+  let kept = count;
   for (let iteration = 0; iteration <= spec.clipIterations; iteration++) {
     let sum = 0;
     let sumSq = 0;
     let n = 0;
-    for (let i = 0; i < length; i++) {
-      if (!valid[i]) continue;
-      const v = values[i];
+    for (let k = 0; k < count; k++) {
+      const v = packed[k];
       if (v < lo || v > hi) continue;
       sum += v;
       sumSq += v * v;
       n++;
     }
     if (n === 0) break;
-    count = n;
+    kept = n;
     level = sum / n;
     noise = Math.sqrt(Math.max(0, sumSq / n - level * level));
     lo = level - spec.clipSigma * noise;
     hi = level + spec.clipSigma * noise;
   }
-  if (count === 0) return { level: 0, noise: 1, quantum: 0 };
   // The value quantum from an even sample of the good pixels: sorted, the smallest positive step.
-  const stride = Math.max(1, Math.floor(count / QUANTUM_SAMPLE));
-  const sample: number[] = [];
-  for (let i = 0, seen = 0; i < length; i++) {
-    if (!valid[i]) continue;
-    if (seen++ % stride === 0) sample.push(values[i]);
-  }
-  sample.sort((a, b) => a - b);
+  const stride = Math.max(1, Math.floor(kept / QUANTUM_SAMPLE));
+  const samples = Math.ceil(count / stride);
+  if (sorted.length < samples) sorted = new Float64Array(samples);
+  for (let k = 0, j = 0; k < count; k += stride) sorted[j++] = packed[k];
+  const sample = sorted.subarray(0, samples).sort();
   let quantum = Number.POSITIVE_INFINITY;
   for (let i = 1; i < sample.length; i++) {
     const step = sample[i] - sample[i - 1];
