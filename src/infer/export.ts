@@ -13,6 +13,7 @@ import { readPeakTable } from '../io/cxi-peaks.js';
 import { openFrameReader } from '../io/cxi-reader.js';
 import { readGeometry } from '../io/geom.js';
 import { readCheckpointInfo } from '../nn/checkpoint.js';
+import type { PeakNetModel } from '../nn/models/registry.js';
 import { loadPeakNetCheckpoint } from '../train/trainer.js';
 import { UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
@@ -21,6 +22,7 @@ import {
   DEFAULT_PREPROCESSING,
   type DecisionSpec,
   type ModelFileMeta,
+  type ModelFileMetaInput,
   readModelFile,
   type TileSpec,
   writeModelFile,
@@ -56,23 +58,39 @@ export interface ExportReport {
   calibration?: { frames: number; truthPeaks: number; f1: number; argmaxF1: number };
 }
 
-export async function exportCheckpoint(options: ExportOptions): Promise<ExportReport> {
-  const info = readCheckpointInfo(options.checkpointPath);
-  const tile = options.tile ?? DEFAULT_TILE;
-  const model = loadPeakNetCheckpoint(options.checkpointPath, {
+/**
+ * A checkpoint's network built for one tile, and the model-file metadata it implies besides the
+ * decision rule: default preprocessing, the tile, provenance from the checkpoint (its data, steps and
+ * wall time unless given). Used by `export` and by `distill` for a checkpoint teacher.
+ */
+export function checkpointForTile(
+  checkpointPath: string,
+  tile: TileSpec,
+  given: { data?: string; wallSeconds?: number } = {},
+): { model: PeakNetModel; meta: Omit<ModelFileMetaInput, 'decision'> } {
+  const info = readCheckpointInfo(checkpointPath);
+  const model = loadPeakNetCheckpoint(checkpointPath, {
     batch: 1,
     heightPx: tile.heightPx,
     widthPx: tile.widthPx,
   });
   const provenance = {
-    data: options.data ?? info.metadata.data ?? `checkpoint ${options.checkpointPath}`,
+    data: given.data ?? info.metadata.data ?? `checkpoint ${checkpointPath}`,
     steps: info.step,
-    wallSeconds: options.wallSeconds ?? Number(info.metadata.wall_seconds ?? 0),
+    wallSeconds: given.wallSeconds ?? Number(info.metadata.wall_seconds ?? 0),
     date: new Date().toISOString(),
     braggflowVersion: BRAGGFLOW_VERSION,
   };
+  return { model, meta: { preprocessing: { ...DEFAULT_PREPROCESSING }, tile: { ...tile }, provenance } };
+}
+
+export async function exportCheckpoint(options: ExportOptions): Promise<ExportReport> {
+  const tile = options.tile ?? DEFAULT_TILE;
+  const { model, meta } = checkpointForTile(options.checkpointPath, tile, {
+    data: options.data,
+    wallSeconds: options.wallSeconds,
+  });
   const first: DecisionSpec = options.decision ?? { marginLogit: 0, minPixels: 2 };
-  const meta = { preprocessing: { ...DEFAULT_PREPROCESSING }, tile, provenance };
   writeModelFile(options.outPath, model, { ...meta, decision: { ...first, chosenBy: 'given' } });
   if (options.calibration === undefined)
     return { out: options.outPath, meta: readModelFile(options.outPath).meta };

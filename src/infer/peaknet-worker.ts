@@ -5,7 +5,7 @@
  */
 import { computePixelMaps } from '../detector/pixel-maps.js';
 import { parseGeometry } from '../io/geom.js';
-import { type PeakList, peakColumns } from '../peaks/peak-list.js';
+import { type PeakList, peakListBuffers } from '../peaks/peak-list.js';
 import { serveWorkerTasks } from '../util/worker-pool.js';
 import { readModelFile } from './model-file.js';
 import { createPeakNetFinder, type PeakNetFinder, type PeakNetFinderOptions } from './peaknet-finder.js';
@@ -20,16 +20,13 @@ export interface PeakNetWorkerData {
 
 let finder: Promise<PeakNetFinder> | undefined;
 
-serveWorkerTasks<{ image: Float32Array }, PeakList>(
-  async (task, data) => {
-    const d = data as PeakNetWorkerData;
-    finder ??= createPeakNetFinder(
-      readModelFile(d.modelPath),
-      computePixelMaps(parseGeometry(d.geometryText, d.geometryPath)),
-      d.mask,
-      d.options,
-    );
-    return (await finder).find(task.image);
-  },
-  (peaks) => [...new Set(peakColumns.map((column) => peaks[column].buffer as ArrayBuffer))],
-);
+serveWorkerTasks<{ image: Float32Array }, PeakList>(async (task, data) => {
+  const d = data as PeakNetWorkerData;
+  finder ??= createPeakNetFinder(
+    readModelFile(d.modelPath),
+    computePixelMaps(parseGeometry(d.geometryText, d.geometryPath)),
+    d.mask,
+    d.options,
+  );
+  return (await finder).find(task.image);
+}, peakListBuffers);

@@ -74,3 +74,8 @@ export function strongestPeaks(list: PeakList, limit: number): PeakList {
   }
   return out;
 }
+
+/** The buffers behind a list's columns, each once: what a worker moves back instead of copying. */
+export function peakListBuffers(list: PeakList): ArrayBuffer[] {
+  return [...new Set(peakColumns.map((column) => list[column].buffer as ArrayBuffer))];
+}

@@ -7,7 +7,7 @@ import { computePixelMaps } from '../detector/pixel-maps.js';
 import { parseGeometry } from '../io/geom.js';
 import { serveWorkerTasks } from '../util/worker-pool.js';
 import { createPeakFinder, type PeakFinder, type PeakFinderSpec } from './finder.js';
-import { type PeakList, peakColumns } from './peak-list.js';
+import { type PeakList, peakListBuffers } from './peak-list.js';
 
 export interface PeaksWorkerData {
   geometryText: string;
@@ -22,14 +22,11 @@ export interface PeaksTask {
 
 let finder: PeakFinder | undefined;
 
-serveWorkerTasks<PeaksTask, PeakList>(
-  (task, data) => {
-    if (finder === undefined) {
-      const { geometryText, geometryPath, mask, spec } = data as PeaksWorkerData;
-      const maps = computePixelMaps(parseGeometry(geometryText, geometryPath));
-      finder = createPeakFinder(maps, mask, spec);
-    }
-    return finder(task.image);
-  },
-  (peaks) => peakColumns.map((column) => peaks[column].buffer as ArrayBuffer),
-);
+serveWorkerTasks<PeaksTask, PeakList>((task, data) => {
+  if (finder === undefined) {
+    const { geometryText, geometryPath, mask, spec } = data as PeaksWorkerData;
+    const maps = computePixelMaps(parseGeometry(geometryText, geometryPath));
+    finder = createPeakFinder(maps, mask, spec);
+  }
+  return finder(task.image);
+}, peakListBuffers);

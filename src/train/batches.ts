@@ -51,7 +51,7 @@ export async function createBatchMaker(config: TrainConfig): Promise<BatchMaker>
         const t = microStep * batch + b;
         const index = Math.floor(t / config.data.tilesPerFrame);
         if (cached?.index !== index) cached = { index, frame: await source.frame(index) };
-        // frameSeed mixes in 32 bits: fold the tile index so runs past 2^31 tiles stay distinct.
+        // frameSeed takes a 32-bit index: tile numbers wrap after 2^31 - 1 tiles, far past any run.
         const random = seededRandom(frameSeed(config.seed, t % 0x7fffffff, 21));
         peakPixels += sampler.sample(
           cached.frame,

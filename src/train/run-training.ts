@@ -167,6 +167,18 @@ export function curvesSvg(rows: readonly MetricsRow[], title: string): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="1040" height="340" viewBox="0 0 1040 340">\n<g>${inner(left)}</g>\n<g transform="translate(520,0)">${inner(right)}</g>\n</svg>\n`;
 }
 
+/** A checkpoint's metadata, or a one-line error when it holds another model than the config's. */
+function checkpointOf(path: string, model: string): ReturnType<typeof readCheckpointInfo> {
+  const info = readCheckpointInfo(path);
+  if (info.modelName !== model)
+    throw new UserError(
+      `holds ${info.modelName}, the config asks for ${model}`,
+      path,
+      '__metadata__.model_name',
+    );
+  return info;
+}
+
 export async function runTraining(options: TrainRunOptions): Promise<TrainRunReport> {
   const { config, outDir, log } = options;
   mkdirSync(outDir, { recursive: true });
@@ -179,25 +191,13 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   let initSteps = 0;
   let initSeconds = 0;
   if (config.init !== undefined) {
-    const info = readCheckpointInfo(config.init);
-    if (info.modelName !== config.model)
-      throw new UserError(
-        `holds ${info.modelName}, the config asks for ${config.model}`,
-        config.init,
-        '__metadata__.model_name',
-      );
+    const info = checkpointOf(config.init, config.model);
     initSteps = info.step;
     initSeconds = Number(info.metadata.wall_seconds ?? 0);
   }
   let trainer: Trainer;
   if (resuming) {
-    const info = readCheckpointInfo(checkpointPath);
-    if (info.modelName !== config.model)
-      throw new UserError(
-        `holds ${info.modelName}, the config asks for ${config.model}`,
-        checkpointPath,
-        '__metadata__.model_name',
-      );
+    const info = checkpointOf(checkpointPath, config.model);
     previousSeconds = Number(info.metadata.wall_seconds ?? 0);
     trainer = await Trainer.resume(checkpointPath, {
       intraOpThreads: options.intraOpThreads,

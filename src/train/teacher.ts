@@ -10,17 +10,10 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import {
-  DEFAULT_PREPROCESSING,
-  type ModelFile,
-  modelFileInMemory,
-  readModelFile,
-} from '../infer/model-file.js';
+import { checkpointForTile } from '../infer/export.js';
+import { type ModelFile, modelFileInMemory, readModelFile } from '../infer/model-file.js';
 import { modelBytesForBatch } from '../infer/peaknet-finder.js';
-import { readCheckpointInfo } from '../nn/checkpoint.js';
 import { createSession, type Session } from '../nn/runtime.js';
-import { BRAGGFLOW_VERSION } from '../util/version.js';
-import { loadPeakNetCheckpoint } from './trainer.js';
 
 export interface Teacher {
   /** The teacher as a model file (for validating it beside the student). */
@@ -44,22 +37,10 @@ export interface TeacherOptions {
 /** A model file from `path`: an ONNX model file as is, or a checkpoint with default preprocessing. */
 export function teacherModelFile(path: string, tile: TeacherOptions['tile']): ModelFile {
   if (!path.endsWith('.safetensors')) return readModelFile(path);
-  const info = readCheckpointInfo(path);
-  const model = loadPeakNetCheckpoint(path, { batch: 1, heightPx: tile.heightPx, widthPx: tile.widthPx });
+  const { model, meta } = checkpointForTile(path, tile);
   return modelFileInMemory(
     model,
-    {
-      preprocessing: { ...DEFAULT_PREPROCESSING },
-      tile: { ...tile },
-      decision: { marginLogit: 0, minPixels: 2, chosenBy: 'given' },
-      provenance: {
-        data: info.metadata.data ?? `checkpoint ${path}`,
-        steps: info.step,
-        wallSeconds: Number(info.metadata.wall_seconds ?? 0),
-        date: new Date().toISOString(),
-        braggflowVersion: BRAGGFLOW_VERSION,
-      },
-    },
+    { ...meta, decision: { marginLogit: 0, minPixels: 2, chosenBy: 'given' } },
     path,
   );
 }

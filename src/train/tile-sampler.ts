@@ -74,11 +74,10 @@ export function createTileSampler(options: TileSamplerOptions): TileSampler {
       if (panel < 0) {
         let cumulative = areaCache.get(maps);
         if (cumulative === undefined) {
-          cumulative = new Float64Array(maps.geometry.panels.length);
           let sum = 0;
-          maps.geometry.panels.forEach((p, i) => {
+          cumulative = Float64Array.from(maps.geometry.panels, (p) => {
             sum += (p.maxSs - p.minSs + 1) * (p.maxFs - p.minFs + 1);
-            cumulative?.set([sum], i);
+            return sum;
           });
           areaCache.set(maps, cumulative);
         }

@@ -6,7 +6,6 @@
  * the best decision rule and under argmax, and pixel IoU of the argmax mask against the truth mask.
  * The best rule of the last validation is the one the trained model file carries.
  */
-import type { PixelMaps } from '../detector/pixel-maps.js';
 import { createMarginRuleScorer } from '../infer/calibrate.js';
 import type { ModelFile } from '../infer/model-file.js';
 import { createPeakNetFinder, type DecisionRule } from '../infer/peaknet-finder.js';
@@ -58,17 +57,12 @@ export async function validate(
   const scorer = createMarginRuleScorer(radiusPx);
   let intersection = 0;
   let union = 0;
-  // Frames of one detector share a finder (its sessions and tile plan).
-  const finders = new Map<PixelMaps, Awaited<ReturnType<typeof createPeakNetFinder>>>();
-  try {
-    for (const frame of set.frames) {
-      let finder = finders.get(frame.maps);
-      if (finder === undefined) {
-        finder = await createPeakNetFinder(file, frame.maps, frame.goodPixels, {
-          intraOpThreads: options.intraOpThreads,
-        });
-        finders.set(frame.maps, finder);
-      }
+  // The validation set draws one detector per frame: a finder (sessions, tile plan) per frame.
+  for (const frame of set.frames) {
+    const finder = await createPeakNetFinder(file, frame.maps, frame.goodPixels, {
+      intraOpThreads: options.intraOpThreads,
+    });
+    try {
       const margins = await finder.margins(frame.image);
       for (let i = 0; i < margins.length; i++) {
         if (margins[i] === Number.NEGATIVE_INFINITY) continue;
@@ -78,12 +72,9 @@ export async function validate(
         if (predicted || truth) union++;
       }
       scorer.addFrame(finder, margins, frame.image, frame.truth);
-      // A finder per detector: the validation set draws one detector per frame, so free it now.
+    } finally {
       await finder.release();
-      finders.delete(frame.maps);
     }
-  } finally {
-    for (const finder of finders.values()) await finder.release();
   }
   const best = scorer.best();
   return {
