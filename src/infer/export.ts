@@ -5,6 +5,9 @@
  * simulate` writes it), the one with the best peak-level F1 on them (Hungarian within `radiusPx`, as
  * `braggflow eval`): the model's argmax is not calibrated after a short run, so the threshold is
  * chosen on data, as pf8's parameters are, and then travels inside the file.
+ *
+ * `--fp16` and `--int8` rewrite the fp32 graph (precision.ts); int8 takes its activation ranges from
+ * the calibration frames, and the report gives both models' F1 and serving time on them.
  */
 
 import { buildMask } from '../detector/mask-file.js';
@@ -14,6 +17,10 @@ import { openFrameReader } from '../io/cxi-reader.js';
 import { readGeometry } from '../io/geom.js';
 import { readCheckpointInfo } from '../nn/checkpoint.js';
 import type { PeakNetModel } from '../nn/models/registry.js';
+import { buildPeakNet } from '../nn/models/registry.js';
+import { decodeModel } from '../nn/onnx/emit.js';
+import type { OnnxValueInfo } from '../nn/onnx/spec.js';
+import type { PeakList } from '../peaks/peak-list.js';
 import { loadPeakNetCheckpoint } from '../train/trainer.js';
 import { UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
@@ -21,13 +28,30 @@ import { createMarginRuleScorer } from './calibrate.js';
 import {
   DEFAULT_PREPROCESSING,
   type DecisionSpec,
+  type ModelFile,
   type ModelFileMeta,
   type ModelFileMetaInput,
+  modelFileFromSpec,
+  modelFileInMemory,
   readModelFile,
   type TileSpec,
-  writeModelFile,
+  writeModelFileSpec,
 } from './model-file.js';
-import { createPeakNetFinder, type DecisionRule } from './peaknet-finder.js';
+import {
+  createPeakNetFinder,
+  type DecisionRule,
+  modelBytesForBatch,
+  type PeakNetFinder,
+  type PeakNetFinderOptions,
+} from './peaknet-finder.js';
+import {
+  calibrationTensors,
+  fp16Weights,
+  quantisableConvs,
+  quantizeQdq,
+  RangeCollector,
+  withExtraOutputs,
+} from './precision.js';
 
 export const DEFAULT_TILE: Readonly<TileSpec> = Object.freeze({ heightPx: 256, widthPx: 256, overlapPx: 32 });
 
@@ -41,21 +65,51 @@ export interface CalibrationInput {
   radiusPx?: number;
 }
 
+/** `fp16`: weights stored in float16; `int8`: static QDQ quantisation calibrated on frames. */
+export type ExportPrecision = 'fp32' | 'fp16' | 'int8';
+
 export interface ExportOptions {
-  checkpointPath: string;
+  /** The source: a training checkpoint ... */
+  checkpointPath?: string;
+  /** ... or an fp32 model file (re-exported at another precision, keeping its metadata). */
+  modelPath?: string;
   outPath: string;
+  /** For a checkpoint (a model file keeps its own). */
   tile?: TileSpec;
   decision?: DecisionRule;
+  /** Frames with truth: the decision rule is chosen on them; int8 also takes its ranges from them. */
   calibration?: CalibrationInput;
+  precision?: ExportPrecision;
   /** Provenance `data`, in words (default: from the checkpoint). */
   data?: string;
   wallSeconds?: number;
 }
 
+/** A model scored on the calibration frames under its best rule. */
+export interface CalibrationScore {
+  f1: number;
+  argmaxF1: number;
+  /** Serving time per frame (tiles, preprocessing, model, margins), seconds. */
+  secondsPerFrame: number;
+}
+
 export interface ExportReport {
   out: string;
   meta: ModelFileMeta;
-  calibration?: { frames: number; truthPeaks: number; f1: number; argmaxF1: number };
+  inputs: OnnxValueInfo[];
+  outputs: OnnxValueInfo[];
+  bytes: number;
+  calibration?: {
+    frames: number;
+    truthPeaks: number;
+    /** The exported file's score; with --fp16/--int8 also the fp32 model's, on the same frames. */
+    f1: number;
+    argmaxF1: number;
+    secondsPerFrame: number;
+    fp32?: CalibrationScore;
+    /** int8: calibration tiles and the activations given ranges. */
+    quantised?: { tiles: number; convs: number; activations: number };
+  };
 }
 
 /**
@@ -84,42 +138,118 @@ export function checkpointForTile(
   return { model, meta: { preprocessing: { ...DEFAULT_PREPROCESSING }, tile: { ...tile }, provenance } };
 }
 
-export async function exportCheckpoint(options: ExportOptions): Promise<ExportReport> {
+/** An fp32 model file with a symbolic batch axis, from a checkpoint or an fp32 model file. */
+function fp32Source(options: ExportOptions): ModelFile {
+  if ((options.checkpointPath === undefined) === (options.modelPath === undefined))
+    throw new UserError('give a checkpoint or a model file to export, not both or neither');
+  if (options.modelPath !== undefined) {
+    const file = readModelFile(options.modelPath);
+    const precision = file.meta.precision ?? 'fp32';
+    if (precision !== 'fp32')
+      throw new UserError(`is a ${precision} model file; export from its fp32 file or checkpoint`, file.path);
+    const meta =
+      options.decision === undefined
+        ? file.meta
+        : { ...file.meta, decision: { ...options.decision, chosenBy: 'given' } };
+    if (file.dynamicBatch && options.decision === undefined) return file;
+    const spec = decodeModel(modelBytesForBatch(file, 1), file.path);
+    const model = buildPeakNet(file.meta.config, { ...file.meta.tile, paramsAs: 'initializers' });
+    const weights = new Map(spec.initializers.map((t) => [t.name, t.values]));
+    for (const param of model.graph.params())
+      model.graph.getParam(param.name).set(weights.get(param.name) as Float32Array);
+    return modelFileInMemory(model, meta, file.path);
+  }
   const tile = options.tile ?? DEFAULT_TILE;
-  const { model, meta } = checkpointForTile(options.checkpointPath, tile, {
+  const { model, meta } = checkpointForTile(options.checkpointPath as string, tile, {
     data: options.data,
     wallSeconds: options.wallSeconds,
   });
-  const first: DecisionSpec = options.decision ?? { marginLogit: 0, minPixels: 2 };
-  writeModelFile(options.outPath, model, { ...meta, decision: { ...first, chosenBy: 'given' } });
-  if (options.calibration === undefined)
-    return { out: options.outPath, meta: readModelFile(options.outPath).meta };
-  const chosen = await calibrateDecision(options.outPath, options.calibration);
-  writeModelFile(options.outPath, model, {
-    ...meta,
-    decision: {
-      ...chosen.rule,
-      chosenBy: `best peak F1 (${chosen.f1.toFixed(3)}, within ${options.calibration.radiusPx ?? 2} px) on ${chosen.frames} frames of ${options.calibration.cxiPath}`,
-    },
-  });
+  const decision: DecisionSpec = {
+    ...(options.decision ?? { marginLogit: 0, minPixels: 2 }),
+    chosenBy: 'given',
+  };
+  return modelFileInMemory(model, { ...meta, decision }, options.checkpointPath);
+}
+
+export async function exportModel(options: ExportOptions): Promise<ExportReport> {
+  const precision = options.precision ?? 'fp32';
+  if (precision === 'int8' && options.calibration === undefined)
+    throw new UserError(
+      '--int8 needs calibration frames (--calibrate RUN.cxi --geom G)',
+      undefined,
+      '--int8',
+    );
+  const base = fp32Source(options);
+  const baseSpec = decodeModel(base.bytes, base.path);
+  let spec = baseSpec;
+  let meta: ModelFileMeta = base.meta;
+  let quantised: { tiles: number; convs: number; activations: number } | undefined;
+  let fp32: CalibrationScore | undefined;
+  if (options.calibration !== undefined && precision !== 'fp32') {
+    const scored = await calibrateDecision(base, options.calibration);
+    fp32 = { f1: scored.f1, argmaxF1: scored.argmaxF1, secondsPerFrame: scored.secondsPerFrame };
+  }
+  if (precision === 'fp16') {
+    spec = fp16Weights(baseSpec);
+    meta = { ...meta, precision: 'fp16-weights' };
+  } else if (precision === 'int8') {
+    const calibration = options.calibration as CalibrationInput;
+    const names = calibrationTensors(baseSpec);
+    const instrumented = modelFileFromSpec(withExtraOutputs(baseSpec, names), meta, base.path);
+    const collector = new RangeCollector();
+    let tiles = 0;
+    await forEachCalibrationFrame(instrumented, calibration, {
+      observe(outputs, count) {
+        tiles += count;
+        for (const name of names) collector.add(name, outputs[name].values as Float32Array);
+      },
+    });
+    spec = quantizeQdq(baseSpec, collector.ranges);
+    meta = { ...meta, precision: 'int8-qdq' };
+    quantised = { tiles, convs: quantisableConvs(baseSpec).length, activations: names.length };
+  }
+  let calibration: ExportReport['calibration'];
+  if (options.calibration !== undefined) {
+    const scored = await calibrateDecision(
+      modelFileFromSpec(spec, meta, options.outPath),
+      options.calibration,
+    );
+    meta = {
+      ...meta,
+      decision: {
+        ...scored.rule,
+        chosenBy: `best peak F1 (${scored.f1.toFixed(3)}, within ${options.calibration.radiusPx ?? 2} px) on ${scored.frames} frames of ${options.calibration.cxiPath}`,
+      },
+    };
+    calibration = {
+      frames: scored.frames,
+      truthPeaks: scored.truthPeaks,
+      f1: scored.f1,
+      argmaxF1: scored.argmaxF1,
+      secondsPerFrame: scored.secondsPerFrame,
+      fp32,
+      quantised,
+    };
+  }
+  const written = writeModelFileSpec(options.outPath, spec, meta);
+  const file = readModelFile(options.outPath);
   return {
     out: options.outPath,
-    meta: readModelFile(options.outPath).meta,
-    calibration: {
-      frames: chosen.frames,
-      truthPeaks: chosen.truthPeaks,
-      f1: chosen.f1,
-      argmaxF1: chosen.argmaxF1,
-    },
+    meta: file.meta,
+    inputs: spec.inputs.map((i) => ({ ...i, dims: [...i.dims] })),
+    outputs: spec.outputs.map((o) => ({ ...o, dims: [...o.dims] })),
+    bytes: written.modelBytes,
+    calibration,
   };
 }
 
-/** The decision rule with the best micro F1 on labelled frames, for the model file at `modelPath`. */
-export async function calibrateDecision(
-  modelPath: string,
+/** Serves `file` on each calibration frame (frame, truth peaks); options reach the finder. */
+async function forEachCalibrationFrame(
+  file: ModelFile,
   input: CalibrationInput,
-): Promise<{ rule: DecisionRule; f1: number; argmaxF1: number; frames: number; truthPeaks: number }> {
-  const file = readModelFile(modelPath);
+  finderOptions: PeakNetFinderOptions,
+  onFrame?: (finder: PeakNetFinder, image: Float32Array, truth: PeakList) => Promise<void>,
+): Promise<{ frames: number; truthPeaks: number; servingSeconds: number }> {
   const maps = computePixelMaps(readGeometry(input.geometryPath));
   const mask = await buildMask(maps, { dataFile: input.cxiPath });
   const truth = await readPeakTable(input.cxiPath, input.truthGroup ?? '/entry_1/truth_1');
@@ -130,19 +260,52 @@ export async function calibrateDecision(
       `frames ${first}:${end} are not in the file (it holds ${reader.frameCount})`,
       input.cxiPath,
     );
-  const finder = await createPeakNetFinder(file, maps, mask);
-  const scorer = createMarginRuleScorer(input.radiusPx ?? 2);
+  const finder = await createPeakNetFinder(file, maps, mask, finderOptions);
   let truthPeaks = 0;
+  let servingSeconds = 0;
   try {
     for (let f = first; f < end; f++) {
       const image = reader.readFrame(f);
       truthPeaks += truth[f].count;
-      scorer.addFrame(finder, await finder.margins(image), image, truth[f]);
+      const start = performance.now();
+      if (onFrame === undefined) await finder.margins(image);
+      else await onFrame(finder, image, truth[f]);
+      servingSeconds += (performance.now() - start) / 1000;
     }
   } finally {
     await finder.release();
     reader.close();
   }
+  return { frames: end - first, truthPeaks, servingSeconds };
+}
+
+/** The decision rule with the best micro F1 on labelled frames, for `file`. */
+export async function calibrateDecision(
+  file: ModelFile,
+  input: CalibrationInput,
+): Promise<{
+  rule: DecisionRule;
+  f1: number;
+  argmaxF1: number;
+  frames: number;
+  truthPeaks: number;
+  secondsPerFrame: number;
+}> {
+  const scorer = createMarginRuleScorer(input.radiusPx ?? 2);
+  let margins = 0;
+  const run = await forEachCalibrationFrame(file, input, {}, async (finder, image, truth) => {
+    const start = performance.now();
+    const map = await finder.margins(image);
+    margins += (performance.now() - start) / 1000;
+    scorer.addFrame(finder, map, image, truth);
+  });
   const best = scorer.best();
-  return { rule: best.rule, f1: best.f1, argmaxF1: best.argmaxF1, frames: end - first, truthPeaks };
+  return {
+    rule: best.rule,
+    f1: best.f1,
+    argmaxF1: best.argmaxF1,
+    frames: run.frames,
+    truthPeaks: run.truthPeaks,
+    secondsPerFrame: margins / run.frames,
+  };
 }

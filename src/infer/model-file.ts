@@ -5,14 +5,17 @@
  * pixels, and provenance. The weights are the graph's initialisers; a safetensors checkpoint beside
  * the file (same name, `.safetensors`) keeps optimiser state for resuming, and is not needed to serve.
  *
- * The graph: input `image` float32 [1, 1, tileH, tileW] (already preprocessed, see preprocess.ts),
- * output `logits` float32 [1, 2, tileH, tileW] (class 0 background, class 1 peak).
+ * The graph: input `image` float32 [batch, 1, tileH, tileW] (already preprocessed, see preprocess.ts),
+ * output `logits` float32 [batch, 2, tileH, tileW] (class 0 background, class 1 peak). `batch` is a
+ * symbolic dimension, so one session serves any number of tiles (files written before it was, with
+ * batch 1, are served by rebuilding the graph per batch size from their weights).
  */
 import { z } from 'zod';
 import type { PeakNetConfig } from '../nn/models/config.js';
 import type { PeakNetModel } from '../nn/models/registry.js';
 import { resolveConfig } from '../nn/models/registry.js';
 import { decodeModel, encodeModel, type WrittenModel, writeModel } from '../nn/onnx/emit.js';
+import type { OnnxModelSpec } from '../nn/onnx/spec.js';
 import { readUserFile, UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
 
@@ -60,6 +63,15 @@ const decisionSchema = z.object({
 });
 export type DecisionSpec = z.infer<typeof decisionSchema>;
 
+/**
+ * How the weights and arithmetic are stored: `fp32`; `fp16-weights` (initialisers in float16, cast to
+ * float32 when the session loads: half the file, the same fp32 arithmetic); `int8-qdq` (static
+ * quantisation: convolutions' inputs, weights and outputs through QuantizeLinear/DequantizeLinear
+ * pairs calibrated on frames, which onnxruntime fuses into integer convolutions).
+ */
+export const MODEL_PRECISIONS = ['fp32', 'fp16-weights', 'int8-qdq'] as const;
+export type ModelPrecision = (typeof MODEL_PRECISIONS)[number];
+
 const provenanceSchema = z.object({
   /** What the model was trained on, in words and numbers. */
   data: z.string(),
@@ -83,6 +95,8 @@ const metaSchema = z.object({
   tile: tileSchema,
   decision: decisionSchema,
   provenance: provenanceSchema,
+  /** Absent in files written before precisions existed: fp32. */
+  precision: z.enum(MODEL_PRECISIONS).optional(),
 });
 
 export interface ModelFileMeta {
@@ -94,6 +108,7 @@ export interface ModelFileMeta {
   tile: TileSpec;
   decision: DecisionSpec;
   provenance: Provenance;
+  precision?: ModelPrecision;
 }
 
 export interface ModelFile {
@@ -101,19 +116,38 @@ export interface ModelFile {
   meta: ModelFileMeta;
   /** The ONNX bytes, ready for an onnxruntime session. */
   bytes: Uint8Array;
+  /** Whether the graph's batch axis is symbolic (one session for any batch). */
+  dynamicBatch: boolean;
 }
 
 export type ModelFileMetaInput = Omit<ModelFileMeta, 'format' | 'formatVersion' | 'params' | 'config'>;
 
+/** The symbolic batch axis of model files' graphs. */
+export const BATCH_DIM = 'batch';
+
 /**
- * Writes `model` (built for [1, 1, tile] with its weights as initialisers) with the metadata to
- * `path`. The tile of `meta` must be the graph's input size.
+ * The ONNX description of `model` (built with its weights as initialisers, at any batch) as a model
+ * file: a symbolic batch axis and the metadata. The tile of `meta` must be the graph's input size.
  */
-export function writeModelFile(path: string, model: PeakNetModel, meta: ModelFileMetaInput): WrittenModel {
+export function modelFileSpec(model: PeakNetModel, meta: ModelFileMetaInput): OnnxModelSpec {
   const full = fullMeta(model, meta);
-  return writeModel(model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) }), path, {
-    externalData: 'never',
-  });
+  return model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) }, { batchDim: BATCH_DIM });
+}
+
+/** Writes `model` with the metadata to `path` (see modelFileSpec). */
+export function writeModelFile(path: string, model: PeakNetModel, meta: ModelFileMetaInput): WrittenModel {
+  return writeModel(modelFileSpec(model, meta), path, { externalData: 'never' });
+}
+
+/** Writes an ONNX description whose metadata is a model file's (export's precisions). */
+export function writeModelFileSpec(path: string, spec: OnnxModelSpec, meta: ModelFileMeta): WrittenModel {
+  return writeModel(
+    { ...spec, metadata: { ...spec.metadata, [MODEL_METADATA_KEY]: JSON.stringify(meta) } },
+    path,
+    {
+      externalData: 'never',
+    },
+  );
 }
 
 /** The model file of `model` without writing it (training's validation serves it as it would be shipped). */
@@ -122,11 +156,22 @@ export function modelFileInMemory(
   meta: ModelFileMetaInput,
   path = '(in memory)',
 ): ModelFile {
-  const full = fullMeta(model, meta);
   return {
     path,
-    meta: full,
-    bytes: encodeModel(model.toOnnx({ [MODEL_METADATA_KEY]: JSON.stringify(full) })),
+    meta: fullMeta(model, meta),
+    bytes: encodeModel(modelFileSpec(model, meta)),
+    dynamicBatch: true,
+  };
+}
+
+/** A model file from an ONNX description with model-file metadata (quantised and fp16 variants). */
+export function modelFileFromSpec(spec: OnnxModelSpec, meta: ModelFileMeta, path = '(in memory)'): ModelFile {
+  const withMeta = { ...spec, metadata: { ...spec.metadata, [MODEL_METADATA_KEY]: JSON.stringify(meta) } };
+  return {
+    path,
+    meta,
+    bytes: encodeModel(withMeta),
+    dynamicBatch: typeof spec.inputs[0]?.dims[0] === 'string',
   };
 }
 
@@ -142,6 +187,7 @@ function fullMeta(model: PeakNetModel, meta: ModelFileMetaInput): ModelFileMeta 
     config: model.config,
     params: model.graph.paramCount(),
     ...meta,
+    precision: meta.precision ?? 'fp32',
   };
 }
 
@@ -201,5 +247,5 @@ export function readModelFile(path: string): ModelFile {
       path,
       'graph.input',
     );
-  return { path, meta, bytes };
+  return { path, meta, bytes, dynamicBatch: typeof image.dims[0] === 'string' };
 }

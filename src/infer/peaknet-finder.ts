@@ -5,14 +5,15 @@
  * components per panel become peaks (peaks.ts). Masked pixels (bad regions, mask files, NaN) are
  * zero at the model's input and never peak pixels.
  *
- * The file's graph is built for one tile; a batch of N tiles runs a graph rebuilt for [N, 1, H, W]
- * from the file's own weights (they do not depend on the batch), so one file serves any batch.
+ * A file's graph has a symbolic batch axis: one session serves every batch of tiles. Files written
+ * before that (batch 1) run a graph rebuilt for [N, 1, H, W] from their own weights.
  */
 import type { PixelMaps } from '../detector/pixel-maps.js';
 import { buildPeakNet } from '../nn/models/registry.js';
 import { decodeModel, encodeModel } from '../nn/onnx/emit.js';
-import { createSession, type ExecutionProvider, type Session } from '../nn/runtime.js';
+import { createSession, type ExecutionProvider, type HostTensor, type Session } from '../nn/runtime.js';
 import type { PeakList } from '../peaks/peak-list.js';
+import { UserError } from '../util/errors.js';
 import type { DecisionSpec, ModelFile } from './model-file.js';
 
 export type DecisionRule = Pick<DecisionSpec, 'marginLogit' | 'minPixels'>;
@@ -28,6 +29,11 @@ export interface PeakNetFinderOptions {
   /** onnxruntime threads per op (default: onnxruntime's choice). */
   intraOpThreads?: number;
   maxPeaks?: number;
+  /**
+   * Called with every model run's outputs (all of the graph's, tiles first along axis 0) and the
+   * number of tiles in it: export's int8 calibration reads activation ranges this way.
+   */
+  observe?: (outputs: Readonly<Record<string, HostTensor>>, tiles: number) => void;
 }
 
 export interface PeakNetFinder {
@@ -47,15 +53,22 @@ export interface PeakNetFinder {
 
 /**
  * The ONNX bytes of `file`'s network for a batch of `batch` tiles of `size` (default the file's tile;
- * the weights do not depend on either).
+ * the weights do not depend on either): the file's own bytes when its batch axis is symbolic or the
+ * batch is 1, and the tile is the file's.
  */
 export function modelBytesForBatch(
   file: ModelFile,
   batch: number,
   size: { heightPx: number; widthPx: number } = file.meta.tile,
 ): Uint8Array {
-  if (batch === 1 && size.heightPx === file.meta.tile.heightPx && size.widthPx === file.meta.tile.widthPx)
-    return file.bytes;
+  const sameTile = size.heightPx === file.meta.tile.heightPx && size.widthPx === file.meta.tile.widthPx;
+  if (sameTile && (batch === 1 || file.dynamicBatch)) return file.bytes;
+  const precision = file.meta.precision ?? 'fp32';
+  if (precision !== 'fp32')
+    throw new UserError(
+      `is a ${precision} model for ${file.meta.tile.heightPx}x${file.meta.tile.widthPx} tiles; it cannot be rebuilt for ${size.heightPx}x${size.widthPx} (export an fp32 file for that tile)`,
+      file.path,
+    );
   const spec = decodeModel(file.bytes, file.path);
   const weights = new Map(spec.initializers.map((t) => [t.name, t.values]));
   const model = buildPeakNet(file.meta.config, {
@@ -84,6 +97,8 @@ export async function createPeakNetFinder(
   const tilePixels = tileSpec.heightPx * tileSpec.widthPx;
   const sessions = new Map<number, Session>();
   const sessionFor = async (size: number): Promise<Session> => {
+    // One session serves every batch size of a file with a symbolic batch axis.
+    if (file.dynamicBatch) size = batch;
     let session = sessions.get(size);
     if (session === undefined) {
       session = await createSession(modelBytesForBatch(file, size), {
@@ -126,6 +141,7 @@ export async function createPeakNetFinder(
           values: group.length === batch ? input : input.subarray(0, group.length * tilePixels),
         },
       });
+      options.observe?.(out, group.length);
       const logits = out[session.outputNames[0]].values as Float32Array;
       group.forEach((tile, b) => {
         const base = b * 2 * tilePixels;

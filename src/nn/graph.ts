@@ -99,6 +99,11 @@ export interface Node<A = unknown> {
 /** What an op's lowering may use: names of its tensors, and a way to emit ONNX nodes and constants. */
 export interface LowerContext {
   readonly opset: number;
+  /**
+   * Set when the graph is lowered with a symbolic batch dimension (`ToOnnxOptions.batchDim`): ops
+   * that write shapes as constants (Reshape) must then copy axis 0 from their input instead.
+   */
+  readonly batchDim?: string;
   /** The ONNX value name of a tensor (input, param, constant or node output). */
   name(tensor: Tensor): string;
   /** Whether a node output is needed by the lowered graph (ops may then skip optional outputs). */
@@ -207,6 +212,12 @@ export interface ToOnnxOptions {
   opset?: number;
   metadata?: Readonly<Record<string, string>>;
   docString?: string;
+  /**
+   * A symbolic name for axis 0 of the graph's declared inputs and of its outputs (e.g. 'batch'):
+   * one file then serves any batch size. The graph must be batch-agnostic along axis 0 (per-sample
+   * ops only, as an inference network is); it is built, and its shapes checked, at some batch.
+   */
+  batchDim?: string;
 }
 
 const NAME_RE = /^[A-Za-z0-9_./:\-[\]]+$/;
@@ -417,6 +428,8 @@ function lowerGraph(
   const leafSeen = new Set<Tensor>();
   const constCache = new Map<string, string>();
   let freshCount = 0;
+  const batched = (shape: readonly number[]): readonly (number | string)[] =>
+    options.batchDim === undefined || shape.length === 0 ? shape : [options.batchDim, ...shape.slice(1)];
 
   // Values that lowered nodes consume, or graph outputs: node outputs outside it may be left unnamed.
   const used = new Set<Tensor>(Object.values(outputs));
@@ -432,7 +445,7 @@ function lowerGraph(
     if (leafSeen.has(t)) return;
     leafSeen.add(t);
     const s = t.source;
-    if (s.kind === 'input') inputs.push({ name: s.name, dataType: t.dtype, dims: t.shape });
+    if (s.kind === 'input') inputs.push({ name: s.name, dataType: t.dtype, dims: batched(t.shape) });
     else if (s.kind === 'param') {
       if (paramMode === 'inputs') inputs.push({ name: s.param.name, dataType: 'float32', dims: t.shape });
       else
@@ -460,6 +473,7 @@ function lowerGraph(
 
   const ctx: LowerContext = {
     opset,
+    batchDim: options.batchDim,
     name: nameOf,
     isUsed: (t) => used.has(t),
     fresh: (hint) => `${hint}__${freshCount++}`,
@@ -516,7 +530,7 @@ function lowerGraph(
     const produced = nameOf(t);
     // Leaves (inputs, params, constants) and tensors already exported under another name need a copy.
     if (produced !== name) ctx.emit('Identity', [produced], [name]);
-    outputInfos.push({ name, dataType: t.dtype, dims: t.shape });
+    outputInfos.push({ name, dataType: t.dtype, dims: batched(t.shape) });
   }
   // Inputs in a stable, readable order: declared inputs first, then params in declaration order.
   const rank = new Map<string, number>();

@@ -25,6 +25,11 @@ export interface SessionOptions {
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Write an onnxruntime profile (JSON) with this file prefix. */
   profilePrefix?: string;
+  /**
+   * Whether idle op threads spin waiting for the next run (onnxruntime's default, true). Turn it off
+   * where several sessions take turns on the same cores: a spinning pool slows the others.
+   */
+  spinning?: boolean;
 }
 
 export interface Session {
@@ -76,6 +81,7 @@ export async function createSession(
     profileFilePrefix: options.profilePrefix,
   };
   if (options.intraOpThreads !== undefined) sessionOptions.intraOpNumThreads = options.intraOpThreads;
+  if (options.spinning === false) sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' } } };
   let session: ort.InferenceSession;
   try {
     session =

@@ -8,7 +8,7 @@ import { computePixelMaps } from '../../src/detector/pixel-maps.js';
 import { parseJsonPeakLists } from '../../src/engine/labels.js';
 import { matchPeaks } from '../../src/engine/match.js';
 import { defaultModelPath } from '../../src/infer/default-model.js';
-import { exportCheckpoint } from '../../src/infer/export.js';
+import { exportModel } from '../../src/infer/export.js';
 import { MODEL_METADATA_KEY, parseModelFileMeta, readModelFile } from '../../src/infer/model-file.js';
 import { createPeakNetFinder } from '../../src/infer/peaknet-finder.js';
 import { componentPeaks } from '../../src/infer/peaks.js';
@@ -139,7 +139,7 @@ const ready = (async () => {
   trainer.save(checkpoint);
   await trainer.release();
   const modelPath = join(dir, 'tiny.onnx');
-  await exportCheckpoint({
+  await exportModel({
     checkpointPath: checkpoint,
     outPath: modelPath,
     tile: { heightPx: 64, widthPx: 64, overlapPx: 16 },

@@ -34,14 +34,15 @@ export function register(program: Command): void {
     .action(async (name: string, options: { json?: boolean }) => {
       if (name.toLowerCase().endsWith('.onnx')) {
         const { readModelFile } = await import('../../infer/model-file.js');
-        const { meta } = readModelFile(name);
+        const { meta, dynamicBatch } = readModelFile(name);
         if (options.json) {
           printJson(meta);
           return;
         }
+        const batch = dynamicBatch ? 'any batch' : 'batch 1 (rebuilt per batch when served)';
         const p = meta.provenance;
         process.stdout.write(
-          `${name}: ${meta.config.name}, ${meta.params.toLocaleString('en-US')} params, model format ${meta.formatVersion}\n` +
+          `${name}: ${meta.config.name}, ${meta.params.toLocaleString('en-US')} params, ${meta.precision ?? 'fp32'}, ${batch}, model format ${meta.formatVersion}\n` +
             `input      ${meta.preprocessing.kind} (clip ${meta.preprocessing.clipSigma} sigma x ${meta.preprocessing.clipIterations}), tile ${meta.tile.heightPx}x${meta.tile.widthPx}, overlap ${meta.tile.overlapPx} px, per panel\n` +
             `decision   logit margin > ${meta.decision.marginLogit}, components >= ${meta.decision.minPixels} px${meta.decision.chosenBy ? ` (${meta.decision.chosenBy})` : ''}\n` +
             `trained    ${p.steps} steps, ${p.wallSeconds.toFixed(0)} s, ${p.date}, braggflow ${p.braggflowVersion}; data: ${p.data}\n`,

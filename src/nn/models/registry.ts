@@ -58,8 +58,11 @@ export interface PeakNetModel {
   /** Graph output `logits` [B, classes, H, W]. */
   logits: Tensor;
   paramsAs: 'initializers' | 'inputs';
-  /** Lowers the inference graph (image -> logits); with 'initializers' this allocates the weights. */
-  toOnnx(metadata?: Readonly<Record<string, string>>): OnnxModelSpec;
+  /**
+   * Lowers the inference graph (image -> logits); with 'initializers' this allocates the weights.
+   * `batchDim` names axis 0 of image and logits symbolically, so the file serves any batch.
+   */
+  toOnnx(metadata?: Readonly<Record<string, string>>, options?: { batchDim?: string }): OnnxModelSpec;
 }
 
 export function resolveConfig(model: string | PeakNetConfig): PeakNetConfig {
@@ -97,9 +100,10 @@ export function buildPeakNet(model: string | PeakNetConfig, options: BuildOption
     image,
     logits,
     paramsAs,
-    toOnnx: (metadata) =>
+    toOnnx: (metadata, options) =>
       graph.toOnnx({
         params: paramsAs,
+        batchDim: options?.batchDim,
         outputs: { logits },
         metadata: { model: config.name, config: JSON.stringify(config), ...metadata },
       }),

@@ -16,7 +16,13 @@ const reshapeOp: Op<ReshapeAttrs> = {
     return [{ shape, dtype: x.dtype }];
   },
   lower(n, ctx) {
-    ctx.emit('Reshape', [ctx.name(n.inputs[0]), ctx.int64(n.attrs.shape)], [ctx.name(n.outputs[0])]);
+    const { shape } = n.attrs;
+    const x = n.inputs[0];
+    // With a symbolic batch, an axis 0 that the reshape keeps is written as 0 ("copy the input's").
+    const keepsAxis0 =
+      ctx.batchDim !== undefined && x.rank > 0 && shape.length > 0 && x.shape[0] === shape[0];
+    const written = keepsAxis0 ? [0, ...shape.slice(1)] : shape;
+    ctx.emit('Reshape', [ctx.name(x), ctx.int64(written)], [ctx.name(n.outputs[0])]);
   },
   vjp(n, [g]) {
     return [g && reshape(g, n.inputs[0].shape)];
@@ -124,7 +130,12 @@ const expandOp: Op<ExpandAttrs> = {
     return [{ shape, dtype: x.dtype }];
   },
   lower(n, ctx) {
-    ctx.emit('Expand', [ctx.name(n.inputs[0]), ctx.int64(n.attrs.shape)], [ctx.name(n.outputs[0])]);
+    const { shape } = n.attrs;
+    const x = n.inputs[0];
+    // With a symbolic batch, an axis 0 that x already has is written as 1 (broadcast keeps x's).
+    const keepsAxis0 = ctx.batchDim !== undefined && x.rank === shape.length && x.shape[0] === shape[0];
+    const written = keepsAxis0 ? [1, ...shape.slice(1)] : shape;
+    ctx.emit('Expand', [ctx.name(x), ctx.int64(written)], [ctx.name(n.outputs[0])]);
   },
   vjp(n, [g]) {
     return [g && sumTo(g, n.inputs[0].shape)];
