@@ -12,7 +12,7 @@ import { openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
 import { readUserFile, UserError } from '../util/errors.js';
-import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import { createWorkerPool, mapInOrder, workerScriptUrl } from '../util/worker-pool.js';
 import { createPeakFinder, maxPeaksOf, type PeakFinderSpec } from './finder.js';
 import type { PeakList } from './peak-list.js';
 import type { PeaksTask, PeaksWorkerData } from './peaks-worker.js';
@@ -156,24 +156,18 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
       options.onFrame?.(done, sources.length, { file: source.file, frame: source.frame, peaks: list });
     };
     const { spec, createFinder } = options;
+    // Frames in flight (read, being found) at once, awaited and written in input order.
+    const runAll = async (find: (image: Float32Array) => Promise<PeakList>, window: number) => {
+      let done = 0;
+      for await (const list of mapInOrder(sources, window, (source) => find(source.read()))) {
+        record(sources[done], list, done + 1);
+        done++;
+      }
+    };
     if (createFinder !== undefined) {
       const finder = await createFinder(maps, mask);
       try {
-        // Up to `concurrency` frames in flight; awaited, and written, in input order.
-        const depth = Math.max(1, finder.concurrency ?? 1);
-        const inFlight: Promise<PeakList>[] = [];
-        let next = 0;
-        const submit = () => {
-          const promise = finder.find(sources[next++].read());
-          promise.catch(() => {});
-          inFlight.push(promise);
-        };
-        while (next < sources.length && inFlight.length < depth) submit();
-        for (let done = 0; done < sources.length; done++) {
-          const list = await (inFlight.shift() as Promise<PeakList>);
-          if (next < sources.length) submit();
-          record(sources[done], list, done + 1);
-        }
+        await runAll((image) => finder.find(image), Math.max(1, finder.concurrency ?? 1));
       } finally {
         await finder.release();
       }
@@ -181,7 +175,7 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
       throw new Error('runPeaks needs a spec or a createFinder');
     } else if (workers === 1) {
       const find = createPeakFinder(maps, mask, spec);
-      for (let k = 0; k < sources.length; k++) record(sources[k], find(sources[k].read()), k + 1);
+      await runAll(async (image) => find(image), 1);
     } else {
       const data: PeaksWorkerData = {
         geometryText,
@@ -195,20 +189,8 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
         data,
       );
       try {
-        // Keep a few frames per worker in flight; results are awaited, and written, in input order.
-        const inFlight: Promise<PeakList>[] = [];
-        const depth = workers * 2;
-        let next = 0;
-        const submit = () => {
-          const image = sources[next++].read();
-          inFlight.push(pool.run({ image }, [image.buffer as ArrayBuffer]));
-        };
-        while (next < sources.length && inFlight.length < depth) submit();
-        for (let done = 0; done < sources.length; done++) {
-          const list = await inFlight.shift()!;
-          if (next < sources.length) submit();
-          record(sources[done], list, done + 1);
-        }
+        // A few frames per worker in flight keeps every worker busy.
+        await runAll((image) => pool.run({ image }, [image.buffer as ArrayBuffer]), workers * 2);
       } finally {
         await pool.close();
       }

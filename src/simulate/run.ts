@@ -32,7 +32,7 @@ import { createStreamWriter, type StreamWriter } from '../io/stream/writer.js';
 import { createPeakList, type PeakList, peakColumns } from '../peaks/peak-list.js';
 import { UserError } from '../util/errors.js';
 import { median } from '../util/stats.js';
-import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import { createWorkerPool, mapInOrder, workerScriptUrl } from '../util/worker-pool.js';
 import { latticeTypeOf, screwAxesOf, validateCell } from './cell.js';
 import {
   createFrameContext,
@@ -454,25 +454,17 @@ export async function runSimulation(input: SimulationRunInput): Promise<Simulati
     });
     // Frames in flight at once: enough to keep every worker busy, few enough to bound memory.
     const window = pool === undefined ? 1 : 2 * pool.size;
-    const pending: Promise<SimulatedFrame>[] = [];
     // Buffers of frames already written, lent to the next frames (see simulateFrame).
     const spare: FrameBuffers[] = [];
-    let next = 0;
-    const submit = () => {
-      const index = next++;
+    const simulateOne = (index: number): Promise<SimulatedFrame> => {
       const reuse = spare.pop();
-      pending.push(
-        pool === undefined
-          ? Promise.resolve().then(() => {
-              context ??= createFrameContext(setup, maps);
-              return simulateFrame(context, index, reuse);
-            })
-          : pool.run(...frameTask(index, reuse)),
-      );
+      if (pool !== undefined) return pool.run(...frameTask(index, reuse));
+      context ??= createFrameContext(setup, maps);
+      return Promise.resolve(simulateFrame(context, index, reuse));
     };
-    for (let done = 0; done < options.frames; done++) {
-      while (next < options.frames && pending.length < window) submit();
-      const frame = await (pending.shift() as Promise<SimulatedFrame>);
+    const indices = Array.from({ length: options.frames }, (_, i) => i);
+    let done = 0;
+    for await (const frame of mapInOrder(indices, window, simulateOne)) {
       const written = await writeFrame(outputs, frame);
       dropped += written.dropped;
       peaksPerFrame.push(written.peaks);
@@ -482,7 +474,7 @@ export async function runSimulation(input: SimulationRunInput): Promise<Simulati
         predictedPerHit.push(frame.spots.length);
       }
       crystals += frame.crystals.length;
-      onFrame?.(done + 1, options.frames, frame);
+      onFrame?.(++done, options.frames, frame);
       if (reuseFrameBuffers) spare.push(frameBuffers(frame));
     }
   } finally {

@@ -8,6 +8,12 @@
  * UserError (file, field and message kept), so the CLI still prints one line; anything else comes back
  * as an Error carrying the worker's stack.
  *
+ * A worker that dies before it is serving (its module threw while loading, a missing import) fails the
+ * pool at once: every queued and running task, and every later `run`, rejects with that worker's
+ * error, instead of a replacement being started to die the same way. A worker that dies later (a
+ * crash on one task) fails that task, and a fresh worker takes its place. Callers keep memory bounded
+ * with `mapInOrder`: a window of tasks in flight over any iterable, results in input order.
+ *
  * `workerScriptUrl` picks the sibling module with the caller's own extension (.ts in the source tree
  * under tsx, .js in dist/). Node 20 does not carry tsx's loader hooks into worker threads (an inherited
  * `--import tsx` still fails with "Unknown file extension .ts"), so a `.ts` worker starts from a tiny
@@ -50,7 +56,9 @@ interface SerializedError {
 
 type ResultMessage =
   | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: SerializedError };
+  | { id: number; ok: false; error: SerializedError }
+  /** Sent once by serveWorkerTasks: the module loaded and the worker takes tasks. */
+  | { ready: true };
 
 interface Pending {
   id: number;
@@ -63,6 +71,7 @@ interface Pending {
 interface Slot {
   worker: Worker;
   busy: Pending | null;
+  ready: boolean;
 }
 
 function serializeError(error: unknown): SerializedError {
@@ -99,6 +108,19 @@ export function createWorkerPool<TTask, TResult>(
   const slots: Slot[] = [];
   let nextId = 0;
   let closed = false;
+  /** Set when a worker died before serving: every task and later run rejects with it. */
+  let failure: Error | undefined;
+
+  const failPool = (error: Error) => {
+    failure = error;
+    closed = true;
+    for (const pending of queue.splice(0)) pending.reject(error);
+    for (const slot of slots) {
+      slot.busy?.reject(error);
+      slot.busy = null;
+      void slot.worker.terminate();
+    }
+  };
 
   const dispatch = () => {
     for (const slot of slots) {
@@ -112,8 +134,12 @@ export function createWorkerPool<TTask, TResult>(
   };
 
   const startWorker = (): Slot => {
-    const slot: Slot = { worker: spawnWorker(scriptUrl, data), busy: null };
+    const slot: Slot = { worker: spawnWorker(scriptUrl, data), busy: null, ready: false };
     slot.worker.on('message', (message: ResultMessage) => {
+      if ('ready' in message) {
+        slot.ready = true;
+        return;
+      }
       const pending = slot.busy;
       if (pending === null || pending.id !== message.id) return;
       slot.busy = null;
@@ -126,6 +152,14 @@ export function createWorkerPool<TTask, TResult>(
     const onDeath = (error: Error) => {
       const index = slots.indexOf(slot);
       if (index < 0) return;
+      if (!slot.ready && !closed) {
+        // Its module never loaded: a replacement would die the same way.
+        const reason =
+          error instanceof UserError ? error : new Error(`worker failed to start: ${error.message}`);
+        if (error.stack !== undefined && !(error instanceof UserError)) reason.stack = error.stack;
+        failPool(reason);
+        return;
+      }
       const pending = slot.busy;
       slot.busy = null;
       if (closed) return;
@@ -145,6 +179,7 @@ export function createWorkerPool<TTask, TResult>(
   return {
     size,
     run(task: TTask, transfer: Transferable[] = []): Promise<TResult> {
+      if (failure !== undefined) return Promise.reject(failure);
       if (closed) return Promise.reject(new Error('worker pool is closed'));
       return new Promise<TResult>((resolve, reject) => {
         queue.push({ id: nextId++, task, transfer, resolve: resolve as (value: unknown) => void, reject });
@@ -152,6 +187,10 @@ export function createWorkerPool<TTask, TResult>(
       });
     },
     async close(): Promise<void> {
+      if (failure !== undefined) {
+        await Promise.all(slots.map((slot) => slot.worker.terminate()));
+        return;
+      }
       if (closed) return;
       closed = true;
       for (const pending of queue.splice(0))
@@ -183,4 +222,47 @@ export function serveWorkerTasks<TTask, TResult>(
       port.postMessage(reply);
     }
   });
+  port.postMessage({ ready: true } satisfies ResultMessage);
+}
+
+/**
+ * `fn` over `items` with at most `window` calls in flight, results yielded in input order: memory
+ * stays bounded whatever the input's length (an endless source included). Items are pulled only as
+ * the window frees. A rejection ends the map with that error once the calls in flight settle.
+ */
+export async function* mapInOrder<T, R>(
+  items: Iterable<T> | AsyncIterable<T>,
+  window: number,
+  fn: (item: T, index: number) => Promise<R>,
+): AsyncGenerator<R> {
+  if (!Number.isInteger(window) || window < 1)
+    throw new Error(`window must be a positive integer, got ${window}`);
+  const iterator =
+    Symbol.asyncIterator in items
+      ? (items as AsyncIterable<T>)[Symbol.asyncIterator]()
+      : (items as Iterable<T>)[Symbol.iterator]();
+  const pending: Promise<R>[] = [];
+  let index = 0;
+  let done = false;
+  try {
+    while (true) {
+      while (!done && pending.length < window) {
+        const next = await iterator.next();
+        if (next.done) {
+          done = true;
+          break;
+        }
+        const promise = fn(next.value, index++);
+        // Handled when awaited in order; this keeps a later rejection from being "unhandled" meanwhile.
+        promise.catch(() => {});
+        pending.push(promise);
+      }
+      const head = pending.shift();
+      if (head === undefined) return;
+      yield await head;
+    }
+  } finally {
+    await Promise.allSettled(pending);
+    if (!done) await iterator.return?.();
+  }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UserError } from '../../src/util/errors.js';
-import { createWorkerPool, workerScriptUrl } from '../../src/util/worker-pool.js';
+import { createWorkerPool, mapInOrder, workerScriptUrl } from '../../src/util/worker-pool.js';
 
 const script = workerScriptUrl(import.meta.url, '../fixtures/pool-worker');
 
@@ -63,4 +63,58 @@ test('closing rejects queued tasks and later runs', async () => {
 
 test('pool size must be a positive integer', () => {
   assert.throws(() => createWorkerPool(script, 0), UserError);
+});
+
+test('a worker that dies while loading fails the pool at once with its error (no respawning)', async () => {
+  const started = performance.now();
+  const pool = createWorkerPool<Task, Result>(script, 2, { offset: 0, crashAtStart: true });
+  const runs = Array.from({ length: 5 }, () => pool.run({ values: new Float64Array(1) }));
+  for (const run of runs)
+    await assert.rejects(run, /worker failed to start: cannot open the detector library/);
+  await assert.rejects(pool.run({ values: new Float64Array(1) }), /cannot open the detector library/);
+  await pool.close();
+  // A respawning pool never settles these; bounded generously for a loaded 2-core machine.
+  assert.ok(performance.now() - started < 20_000);
+});
+
+test('mapInOrder: results in input order, at most `window` in flight, pulls lazily, stops on error', async () => {
+  let inFlight = 0;
+  let most = 0;
+  const delays = [30, 5, 20, 1, 10, 2, 8];
+  const results: number[] = [];
+  for await (const r of mapInOrder(delays, 3, async (ms, i) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    inFlight--;
+    return i * 10;
+  }))
+    results.push(r);
+  assert.deepEqual(results, [0, 10, 20, 30, 40, 50, 60]);
+  assert.equal(most, 3);
+  // An endless source: only what the consumer takes (plus the window) is ever pulled.
+  let pulled = 0;
+  function* endless() {
+    for (let i = 0; ; i++) {
+      pulled++;
+      yield i;
+    }
+  }
+  const taken: number[] = [];
+  for await (const r of mapInOrder(endless(), 4, async (v) => v * v)) {
+    taken.push(r);
+    if (taken.length === 5) break;
+  }
+  assert.deepEqual(taken, [0, 1, 4, 9, 16]);
+  assert.ok(pulled <= 5 + 4, `pulled ${pulled}`);
+  // The first failure ends the map with its error.
+  const seen: number[] = [];
+  await assert.rejects(async () => {
+    for await (const r of mapInOrder([1, 2, 3, 4], 2, async (v) => {
+      if (v === 3) throw new Error('frame 3 is corrupt');
+      return v;
+    }))
+      seen.push(r);
+  }, /frame 3 is corrupt/);
+  assert.deepEqual(seen, [1, 2]);
 });
