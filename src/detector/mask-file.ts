@@ -22,6 +22,11 @@ export interface MaskFileOptions {
   dataFile?: string;
   /** Frame to use when the mask dataset has an event axis (default 0). */
   eventIndex?: number;
+  /**
+   * Frames from no file (the simulator, a detector stream): masks the geometry reads from the image
+   * file do not apply and are skipped (masks in their own `mask_file` still are).
+   */
+  noImageFile?: boolean;
 }
 
 function resolveMaskFile(name: string, geometryPath: string | undefined): string {
@@ -105,6 +110,7 @@ export async function applyMaskFiles(
       }
       let file: string;
       if (spec.file !== undefined) file = resolveMaskFile(spec.file, geometry.sourcePath);
+      else if (options.noImageFile) continue;
       else if (options.dataFile !== undefined) file = options.dataFile;
       else {
         throw new UserError(
@@ -128,4 +134,23 @@ export async function buildMask(maps: PixelMaps, options: MaskFileOptions = {}):
   const mask = geometryMask(maps);
   await applyMaskFiles(mask, maps, options);
   return mask;
+}
+
+/**
+ * Extra mask files given on the command line (`FILE[:DATASET]`, default dataset /data/data; nonzero
+ * = good), applied to `mask` in place.
+ */
+export async function applyExtraMaskFiles(
+  mask: Uint8Array,
+  slabPixels: number,
+  specs: readonly string[],
+): Promise<void> {
+  for (const spec of specs) {
+    const colon = spec.lastIndexOf(':');
+    const hasDataset = colon > 0 && spec.slice(colon + 1).startsWith('/');
+    const file = hasDataset ? spec.slice(0, colon) : spec;
+    const dataset = hasDataset ? spec.slice(colon + 1) : '/data/data';
+    const words = await readMaskDataset(file, dataset, slabPixels);
+    for (let i = 0; i < slabPixels; i++) if (words[i] === 0) mask[i] = 0;
+  }
 }

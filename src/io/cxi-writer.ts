@@ -98,6 +98,8 @@ export interface CxiWriter {
    * fewer than maxPeaks peaks). Frames that get no row read as zeros.
    */
   appendExtra(name: string, row: NumericArray, rowShape?: number[]): void;
+  /** Writes a 1-D string dataset (under the peak group, or an absolute path) once, e.g. a file table. */
+  writeStrings(name: string, values: readonly string[]): void;
   close(): void;
 }
 
@@ -343,6 +345,16 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
           values = padded;
         }
         writeRow(target, frameCount - 1, values);
+      });
+    },
+    writeStrings(name: string, values: readonly string[]): void {
+      if (closed) throw new Error(`CXI writer for ${path} is closed`);
+      const target = name.startsWith('/') ? name : joinH5(peakGroup, name);
+      guard(`dataset ${target}`, () => {
+        ensureGroup(file, parentOf(target));
+        if (values.length === 0)
+          throw new Error(`strings ${target}: no values (h5wasm types a string dataset from them)`);
+        file.create_dataset({ name: target.replace(/^\/+/, ''), data: [...values] });
       });
     },
     close(): void {

@@ -4,7 +4,7 @@
  * several worker threads.
  */
 import { extname } from 'node:path';
-import { buildMask, readMaskDataset } from '../detector/mask-file.js';
+import { applyExtraMaskFiles, buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { cbfToSlab, readCbf } from '../io/cbf.js';
 import { defaultPeakGroup } from '../io/cxi-peaks.js';
@@ -76,15 +76,7 @@ function isCbf(path: string): boolean {
 async function buildRunMask(maps: PixelMaps, options: RunPeaksOptions): Promise<Uint8Array> {
   const firstHdf5 = options.inputs.find((path) => !isCbf(path));
   const mask = await buildMask(maps, { dataFile: firstHdf5 });
-  const slabPixels = maps.ssSize * maps.fsSize;
-  for (const spec of options.maskFiles ?? []) {
-    const colon = spec.lastIndexOf(':');
-    const hasDataset = colon > 0 && spec.slice(colon + 1).startsWith('/');
-    const file = hasDataset ? spec.slice(0, colon) : spec;
-    const dataset = hasDataset ? spec.slice(colon + 1) : '/data/data';
-    const words = await readMaskDataset(file, dataset, slabPixels);
-    for (let i = 0; i < slabPixels; i++) if (words[i] === 0) mask[i] = 0;
-  }
+  await applyExtraMaskFiles(mask, maps.ssSize * maps.fsSize, options.maskFiles ?? []);
   return mask;
 }
 

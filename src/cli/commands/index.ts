@@ -6,6 +6,7 @@ import * as geom from './geom.js';
 import * as inspect from './inspect.js';
 import * as model from './model.js';
 import * as peaks from './peaks.js';
+import * as runPipeline from './run.js';
 import * as simulate from './simulate.js';
 import * as train from './train.js';
 import * as tune from './tune.js';
@@ -22,6 +23,7 @@ export function registerCommands(program: Command): void {
   inspect.register(program);
   model.register(program);
   peaks.register(program);
+  runPipeline.register(program);
   simulate.register(program);
   train.register(program);
   tune.register(program);

@@ -1,0 +1,129 @@
+import type { Command } from 'commander';
+import {
+  addMethodOptions,
+  type MethodCliOptions,
+  resolveFinderSpec,
+  resolvePeakNetOptions,
+} from '../method-options.js';
+import { printJson } from '../output.js';
+
+interface RunCliOptions extends MethodCliOptions {
+  source: string;
+  geom: string;
+  out: string;
+  summary?: string;
+  rate?: string;
+  workers: string;
+  minPeaks: string;
+  allFrames?: boolean;
+  gzip: string;
+  queue: string;
+  dataPath?: string;
+  mask?: string[];
+  json?: boolean;
+}
+
+async function run(options: RunCliOptions): Promise<void> {
+  const [{ runPipeline }, { integerOption }, { UserError }] = await Promise.all([
+    import('../../pipeline/run.js'),
+    import('../options.js'),
+    import('../../util/errors.js'),
+  ]);
+  const workers = integerOption('--workers', options.workers);
+  let rateHz: number | undefined;
+  if (options.rate !== undefined) {
+    rateHz = Number(options.rate);
+    if (options.rate.trim() === '' || !(rateHz > 0) || !Number.isFinite(rateHz))
+      throw new UserError(`must be a positive rate in Hz, got '${options.rate}'`, undefined, '--rate');
+  }
+  const processor =
+    options.method === 'peaknet'
+      ? { method: 'peaknet' as const, ...(await resolvePeakNetOptions(options)), workers }
+      : await (async () => {
+          const finder = await resolveFinderSpec(options);
+          return { method: finder.method, finder, workers };
+        })();
+  // Ctrl-C ends an endless source; the run then writes what it has and its summary.
+  let stop = false;
+  const onSignal = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('\nstopping: finishing the frames in flight (Ctrl-C again to abort)\n');
+  };
+  process.on('SIGINT', onSignal);
+  let lastLog = 0;
+  const summary = await runPipeline({
+    source: options.source,
+    rateHz,
+    geometryPath: options.geom,
+    dataPath: options.dataPath,
+    maskFiles: options.mask,
+    processor,
+    minPeaks: integerOption('--min-peaks', options.minPeaks, 0),
+    outPath: options.out,
+    summaryPath: options.summary,
+    allFrames: options.allFrames,
+    gzip: integerOption('--gzip', options.gzip, 0),
+    maxPeaks: options.maxPeaks === undefined ? undefined : integerOption('--max-peaks', options.maxPeaks),
+    queueFrames: integerOption('--queue', options.queue),
+    stopped: () => stop,
+    onResult: (_result, stats) => {
+      const now = performance.now();
+      if (now - lastLog < 2000) return;
+      lastLog = now;
+      const s = stats();
+      process.stderr.write(
+        `run ${s.frames} frames, ${s.hits} hits (${(100 * s.hitRate).toFixed(1)} %), ${s.framesPerSecond.toFixed(1)} frames/s, ${s.peaksPerHit.toFixed(1)} peaks/hit\n`,
+      );
+    },
+  }).finally(() => process.off('SIGINT', onSignal));
+  if (options.json) {
+    printJson(summary);
+    return;
+  }
+  const lines = [
+    `${summary.frames} frames from ${summary.source}: ${summary.hits} hits (${(100 * summary.hitRate).toFixed(1)} %), ${summary.peaksPerHit.toFixed(1)} peaks per hit`,
+    `${summary.framesPerSecond.toFixed(2)} frames/s; latency p50 ${summary.latencyMs.p50.toFixed(0)} ms, p99 ${summary.latencyMs.p99.toFixed(0)} ms; queue at most ${summary.queue.maxDepth} of ${summary.queue.capacity}`,
+    `lost ${summary.lost}, duplicates ${summary.duplicates}, dead letters ${summary.deadLetters.length}${summary.deadLetters.length > 0 ? ` (first: ${summary.deadLetters[0].reason})` : ''}`,
+    `wrote ${summary.outputs.cxi} (${summary.rows} rows), ${summary.outputs.lst}, ${summary.outputs.geom}${summary.outputs.summary ? `, ${summary.outputs.summary}` : ''}`,
+    `index them: indexamajig -i ${summary.outputs.lst} -g ${summary.outputs.geom} --peaks=cxi -o run.stream ...`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function register(program: Command): void {
+  const command = program
+    .command('run')
+    .description(
+      'The real-time pipeline: frames from a source through a peak finder into a CXI that CrystFEL reads (hits, their peaks, .lst and .geom beside it) and a run summary',
+    )
+    .requiredOption(
+      '--source <spec>',
+      'file:RUN.cxi|.h5|.cbf|.lst (or a bare path), or sim:PRESET[?frames=N&seed=S&hitRate=P]',
+    )
+    .requiredOption('--geom <file>', 'CrystFEL geometry')
+    .requiredOption(
+      '--out <file.cxi>',
+      'CXI to write: one row per hit (frame and peaks); OUT.lst and OUT.geom beside it',
+    )
+    .option(
+      '--summary <file.json>',
+      'run summary: frames, hits, hit rate, peaks per hit, frames/s, latency, lost, duplicates',
+    )
+    .option('--rate <hz>', 'hold the source to this repetition rate, as a detector')
+    .option('--workers <n>', 'worker threads for the finder (peaknet: a session each)', '1')
+    .option('--min-peaks <n>', 'hit decision: at least this many peaks', '10')
+    .option('--all-frames', 'keep misses in the CXI too')
+    .option('--gzip <level>', "gzip level of the CXI's frames (0 = none)", '0')
+    .option('--queue <frames>', 'frames held between source and finder (backpressure beyond)', '8')
+    .option('--data-path <path>', 'frame dataset in HDF5 sources', '/entry_1/data_1/data')
+    .option(
+      '--mask <file[:dataset]>',
+      'extra mask file (nonzero = good; default dataset /data/data); repeatable',
+      collect,
+    )
+    .option('--json', 'print the summary as JSON');
+  addMethodOptions(command).action(run);
+}

@@ -1,0 +1,295 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import type { Dataset } from 'h5wasm/node';
+import { computePixelMaps } from '../../src/detector/pixel-maps.js';
+import { readPeakTable } from '../../src/io/cxi-peaks.js';
+import { openFrameReader } from '../../src/io/cxi-reader.js';
+import { parseGeometry, readGeometry } from '../../src/io/geom.js';
+import { geometryForCxi } from '../../src/io/geom-cxi.js';
+import { openHdf5 } from '../../src/io/hdf5.js';
+import { parsePf8ParamsPartial, resolvePf8Params } from '../../src/peaks/pf8-params.js';
+import { runPipeline } from '../../src/pipeline/run.js';
+import { createChannel } from '../../src/pipeline/transports/inproc.js';
+import { haveShared, runCli, sharedPath } from '../helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'braggflow-pipeline-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+// Two 192 x 192 panels beside the beam, 75 um pixels at 80 mm: ~30 photosystem spots a hit.
+const geometryText = `photon_energy = 9500
+clen = 0.08
+res = 13333
+data = /entry_1/data_1/data
+dim0 = %
+dim1 = ss
+dim2 = fs
+
+a/min_fs = 0
+a/max_fs = 191
+a/min_ss = 0
+a/max_ss = 191
+a/fs = +1.0x
+a/ss = +1.0y
+a/corner_x = -196
+a/corner_y = -96
+
+b/min_fs = 0
+b/max_fs = 191
+b/min_ss = 192
+b/max_ss = 383
+b/fs = +1.0x
+b/ss = +1.0y
+b/corner_x = 4
+b/corner_y = -96
+`;
+const geom = join(dir, 'pipeline.geom');
+writeFileSync(geom, geometryText);
+// pf8 set for the simulator's ADU here (its defaults are for CSPAD's); misses then show ~4 peaks, hits 18-36.
+const PF8_FLAGS = ['--threshold', '20', '--min-snr', '5', '--min-pix-count', '1'];
+const PF8 = resolvePf8Params(
+  {},
+  parsePf8ParamsPartial({ threshold: '20', 'min-snr': '5', 'min-pix-count': '1' }),
+);
+
+const ready = (() => {
+  const run = join(dir, 'run.cxi');
+  const sim = runCli([
+    'simulate',
+    '--geom',
+    geom,
+    '--out',
+    run,
+    '--frames',
+    '8',
+    '--hit-rate',
+    '0.6',
+    '--preset',
+    'photosystem',
+    '--seed',
+    '3',
+  ]);
+  assert.equal(sim.code, 0, sim.stderr);
+  return run;
+})();
+
+test('in-process channel: FIFO, bounded (a sender waits while it is full), drains after close', async () => {
+  const channel = createChannel<number>(3);
+  const order: string[] = [];
+  const producer = (async () => {
+    for (let i = 0; i < 10; i++) {
+      await channel.send(i);
+      order.push(`sent ${i}`);
+    }
+    channel.close();
+  })();
+  // Nothing is received yet: the producer must stop at the capacity.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(channel.depth, 3);
+  assert.equal(order.length, 3);
+  const received: number[] = [];
+  for await (const v of channel) {
+    received.push(v);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await producer;
+  assert.deepEqual(received, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.equal(channel.maxDepth, 3);
+  await assert.rejects(channel.send(11), /closed channel/);
+});
+
+test('geometryForCxi: the CXI layout, peak list and per-frame beam; panels, bad regions and literal values kept', () => {
+  const source = `${geometryText}
+clen = /LCLS/detector_1/EncoderValue
+photon_energy = /LCLS/photon_energy_eV
+coffset = 0.5
+a/clen = /LCLS/detector_1/EncoderValue
+b/clen = 0.2
+mask = /entry_1/data_1/mask
+mask_good = 0x0000
+mask_bad = 0xffff
+bad_x/min_fs = 0
+bad_x/max_fs = 3
+bad_x/min_ss = 0
+bad_x/max_ss = 3
+`;
+  const text = geometryForCxi(source);
+  const geometry = parseGeometry(text, 'out.geom');
+  const original = parseGeometry(geometryText, 'pipeline.geom');
+  assert.equal(geometry.panels.length, original.panels.length);
+  assert.equal(geometry.peakList, '/entry_1/result_1');
+  assert.equal(geometry.peakListType, 'cxi');
+  assert.match(text, /^data = \/entry_1\/data_1\/data$/m);
+  assert.match(text, /^photon_energy = \/entry_1\/instrument_1\/source_1\/photon_energy_eV$/m);
+  assert.match(text, /^clen = \/entry_1\/instrument_1\/detector_1\/distance$/m);
+  assert.match(
+    text,
+    /^a\/clen = \/entry_1\/instrument_1\/detector_1\/distance ; \(source\) a\/clen = \/LCLS/m,
+  );
+  assert.match(text, /^b\/clen = 0\.2$/m);
+  assert.match(text, /^coffset = 0\.5$/m);
+  assert.match(text, /^; \(source mask[^\n]*mask = \/entry_1\/data_1\/mask$/m);
+  assert.equal(geometry.badRegions.length, 1);
+  // Each source line is either kept or commented with its reason: none silently disappears.
+  for (const line of source.split('\n').filter((l) => l.trim() !== ''))
+    assert.ok(text.includes(line.trim()), `missing: ${line}`);
+  if (!haveShared) return;
+  for (const name of readdirSync(sharedPath('data', 'geometry')).filter((n) => n.endsWith('.geom'))) {
+    const path = sharedPath('data', 'geometry', name);
+    const rewritten = parseGeometry(geometryForCxi(readFileSync(path, 'utf8')), name);
+    assert.equal(rewritten.panels.length, readGeometry(path).panels.length, name);
+    assert.equal(computePixelMaps(rewritten).ssSize, computePixelMaps(readGeometry(path)).ssSize, name);
+  }
+});
+
+test('run from a file: every frame accounted for; hits with their frame, peaks, beam and source in one CXI; .lst and .geom beside it', async () => {
+  const source = await ready;
+  const out = join(dir, 'hits.cxi');
+  const summaryPath = join(dir, 'hits.json');
+  const summary = await runPipeline({
+    source,
+    geometryPath: geom,
+    processor: { method: 'pf8', finder: { method: 'pf8', params: PF8 }, workers: 2 },
+    minPeaks: 10,
+    outPath: out,
+    summaryPath,
+    queueFrames: 2,
+  });
+  assert.equal(summary.sourceFrames, 8);
+  assert.equal(summary.frames, 8);
+  assert.equal(summary.lost, 0);
+  assert.equal(summary.duplicates, 0);
+  assert.ok(summary.hits >= 2 && summary.hits < 8, `${summary.hits} hits`);
+  assert.equal(summary.rows, summary.hits);
+  assert.ok(summary.queue.maxDepth <= 2);
+  assert.deepEqual(JSON.parse(readFileSync(summaryPath, 'utf8')).hits, summary.hits);
+  // The same finder over every source frame, outside the pipeline: the CXI rows are exactly its hits.
+  const direct = join(dir, 'direct.cxi');
+  const cli = runCli(['peaks', '--geom', geom, '--in', source, '--out', direct, ...PF8_FLAGS]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const all = await readPeakTable(direct);
+  const hitFrames = all.flatMap((list, f) => (list.count >= 10 ? [f] : []));
+  assert.equal(hitFrames.length, summary.hits);
+  const rows = await readPeakTable(out);
+  const handle = await openHdf5(out);
+  const events = Array.from(
+    (handle.file.get('/entry_1/result_1/sourceEvent') as Dataset).value as Int32Array,
+  );
+  const files = (handle.file.get('/entry_1/result_1/sourceFiles') as Dataset).value as string[];
+  const energies = (handle.file.get('/entry_1/instrument_1/source_1/photon_energy_eV') as Dataset)
+    .value as Float64Array;
+  handle.release();
+  assert.deepEqual(events, hitFrames);
+  assert.deepEqual(files, [source]);
+  assert.ok(
+    Array.from(energies).every((e) => e === 9500),
+    'photon energy of the geometry, per frame',
+  );
+  const inReader = await openFrameReader(source);
+  const outReader = await openFrameReader(out);
+  rows.forEach((row, i) => {
+    const expected = all[hitFrames[i]];
+    assert.equal(row.count, expected.count, `row ${i}`);
+    for (let k = 0; k < row.count; k++) assert.ok(Math.abs(row.fs[k] - expected.fs[k]) < 1e-4);
+    assert.deepEqual(outReader.readFrame(i), inReader.readFrame(hitFrames[i]));
+  });
+  inReader.close();
+  outReader.close();
+  assert.deepEqual(
+    readFileSync(join(dir, 'hits.lst'), 'utf8').trim().split('\n'),
+    rows.map((_, i) => `${out} //${i}`),
+  );
+  // The written geometry reads the written file: the same finder finds the same peaks there.
+  const again = join(dir, 'again.cxi');
+  const reread = runCli([
+    'peaks',
+    '--geom',
+    join(dir, 'hits.geom'),
+    '--in',
+    out,
+    '--out',
+    again,
+    ...PF8_FLAGS,
+  ]);
+  assert.equal(reread.code, 0, reread.stderr);
+  assert.deepEqual(
+    (await readPeakTable(again)).map((l) => l.count),
+    rows.map((l) => l.count),
+  );
+});
+
+test('run: unreadable frames are dead letters with their reason, and the run goes on', async () => {
+  const source = await ready;
+  const list = join(dir, 'mixed.lst');
+  writeFileSync(
+    list,
+    `# a list as indexamajig reads it\n${source} //1\n${join(dir, 'missing.cxi')}\n${source} //99\n\n${source} //2\n`,
+  );
+  const summary = await runPipeline({
+    source: `file:${list}`,
+    geometryPath: geom,
+    processor: { method: 'pf8', finder: { method: 'pf8', params: PF8 }, workers: 1 },
+    minPeaks: 0,
+    outPath: join(dir, 'mixed.cxi'),
+    allFrames: true,
+  });
+  assert.equal(summary.sourceFrames, 4);
+  assert.equal(summary.frames, 2);
+  assert.equal(summary.rows, 2);
+  assert.equal(summary.lost, 0);
+  assert.equal(summary.deadLetters.length, 2);
+  assert.match(summary.deadLetters[0].reason, /missing\.cxi/);
+  assert.match(summary.deadLetters[1].reason, /frame 99 is out of range/);
+});
+
+test('run from the simulator at a set rate, served by the shipped model; the CLI prints the summary', async () => {
+  const out = join(dir, 'sim.cxi');
+  const started = performance.now();
+  const cli = runCli([
+    'run',
+    '--source',
+    'sim:photosystem?frames=4&hitRate=1&seed=5',
+    '--geom',
+    geom,
+    '--method',
+    'peaknet',
+    '--rate',
+    '20',
+    '--min-peaks',
+    '1',
+    '--out',
+    out,
+    '--json',
+  ]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const summary = JSON.parse(cli.stdout);
+  assert.equal(summary.sourceFrames, 4);
+  assert.equal(summary.frames, 4);
+  assert.equal(summary.hits, summary.rows);
+  assert.ok(summary.hits >= 1 && summary.peaks > 0, `${summary.hits} hits, ${summary.peaks} peaks`);
+  assert.match(summary.processor, /^peaknet .*peaknet-default\.onnx/);
+  // Four frames at 20 Hz leave no faster than 3/20 s.
+  assert.ok(performance.now() - started >= 150);
+  const handle = await openHdf5(out);
+  assert.deepEqual(
+    Array.from((handle.file.get('/entry_1/result_1/sourceEvent') as Dataset).value as Int32Array).length,
+    summary.rows,
+  );
+  handle.release();
+  const bad = runCli([
+    'run',
+    '--source',
+    'zmq:tcp://127.0.0.1:1',
+    '--geom',
+    geom,
+    '--out',
+    join(dir, 'x.cxi'),
+  ]);
+  assert.equal(bad.code, 2);
+  assert.equal(
+    bad.stderr.trim(),
+    "braggflow: --source: unknown source kind 'zmq:' (known: file:PATH, sim:PRESET)",
+  );
+});
