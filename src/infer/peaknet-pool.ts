@@ -5,7 +5,6 @@
  * session of two threads (3.5 against 3.6 Mpixel/s over 8 CSPAD frames); it is for larger machines.
  * Results come back in input order (run-peaks awaits them in order).
  */
-import { readFileSync } from 'node:fs';
 import type { PeakList } from '../peaks/peak-list.js';
 import type { AsyncPeakFinder } from '../peaks/run-peaks.js';
 import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
@@ -14,15 +13,15 @@ import type { PeakNetWorkerData } from './peaknet-worker.js';
 
 export function createPooledPeakNetFinder(
   modelPath: string,
-  geometryPath: string,
+  geometry: { text: string; path?: string },
   mask: Uint8Array,
   workers: number,
   options: PeakNetFinderOptions,
 ): AsyncPeakFinder {
   const data: PeakNetWorkerData = {
     modelPath,
-    geometryText: readFileSync(geometryPath, 'utf8'),
-    geometryPath,
+    geometryText: geometry.text,
+    geometryPath: geometry.path,
     mask,
     options: { ...options, intraOpThreads: 1 },
   };

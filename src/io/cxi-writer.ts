@@ -98,6 +98,8 @@ export interface CxiWriter {
    * fewer than maxPeaks peaks). Frames that get no row read as zeros.
    */
   appendExtra(name: string, row: NumericArray, rowShape?: number[]): void;
+  /** Writes what was appended so far to disk (the file then reads back up to here after a crash). */
+  flush(): void;
   /** Writes a 1-D string dataset (under the peak group, or an absolute path) once, e.g. a file table. */
   writeStrings(name: string, values: readonly string[]): void;
   close(): void;
@@ -346,6 +348,10 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
         }
         writeRow(target, frameCount - 1, values);
       });
+    },
+    flush(): void {
+      if (closed) throw new Error(`CXI writer for ${path} is closed`);
+      guard(undefined, () => file.flush());
     },
     writeStrings(name: string, values: readonly string[]): void {
       if (closed) throw new Error(`CXI writer for ${path} is closed`);

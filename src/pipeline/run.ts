@@ -1,73 +1,114 @@
 /**
- * `braggflow run`, in one process: source -> bounded in-process channel -> processor (its own
- * concurrency: worker threads or in-flight batches) -> sinks and collector, results in source order.
- * Memory is bounded end to end: the channel holds at most `queueFrames` frames and the processor at
- * most its concurrency, so a source faster than processing is slowed down, never dropped from.
+ * `braggflow run`: source -> transport -> processor -> sinks and collector.
  *
- * Accounting is exact: every frame the source sent is written (hit or miss, deduplicated by id) or
- * dead-lettered with its reason; `lost` is what the source's `end` announced minus what was
- * accounted for (0 unless something is wrong, and then the summary says so).
+ * - In one process (`inproc`, the default): a bounded channel between the source and the processor
+ *   (its own concurrency: worker threads or in-flight batches), results in source order. Memory is
+ *   bounded end to end: the channel holds at most `queueFrames` frames and the processor at most its
+ *   concurrency, so a source faster than processing is slowed down, never dropped from.
+ * - On Redis Streams (`redis://HOST:PORT`, a run id): the producer, consumers and the sink are roles,
+ *   each its own process on any machine, or all in this one (transports/redis.ts).
+ *
+ * Accounting is exact either way (results.ts): every frame the source sent is written (hit or miss,
+ * once, whatever the redeliveries) or dead-lettered with its reason; `lost` is what the source's `end`
+ * announced minus what was accounted for (0 unless something is wrong, and then the summary says so).
  */
 import { writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { applyExtraMaskFiles, buildMask } from '../detector/mask-file.js';
-import { computePixelMaps } from '../detector/pixel-maps.js';
+import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { parseGeometry } from '../io/geom.js';
 import { readUserFile } from '../util/errors.js';
 import { mapInOrder } from '../util/worker-pool.js';
 import { createCollector, type RunStats } from './collector.js';
 import { createProcessor, type ProcessorSpec } from './processors/finders.js';
-import type { ErrorMessage, FrameMessage, FrameResult, SourceMessage } from './protocol.js';
-import { createCxiSink } from './sinks/cxi.js';
+import { processFrame } from './processors/process-frame.js';
+import type { FrameResult, Processor, Source, SourceMessage } from './protocol.js';
+import { createResultRouter, type ResultRouter } from './results.js';
+import { type CxiSink, createCxiSink } from './sinks/cxi.js';
 import { fileEntries, isCbfPath } from './sources/files.js';
 import { openSource, paced } from './sources/index.js';
 import { createChannel } from './transports/inproc.js';
 
+export type PipelineRole = 'producer' | 'consumer' | 'sink' | 'all';
+
 export interface PipelineOptions {
-  /** `file:PATH`, a bare path, or `sim:PRESET?...` (sources/index.ts). */
-  source: string;
+  /** `file:PATH`, a bare path, or `sim:PRESET?...` (sources/index.ts). Producer side. */
+  source?: string;
   /** Hold the source to this many frames per second. */
   rateHz?: number;
-  geometryPath: string;
+  /** Producer side (consumers and the sink of a Redis run take the producer's). */
+  geometryPath?: string;
   dataPath?: string;
   /** Extra mask files `FILE[:DATASET]` (nonzero = good). */
   maskFiles?: string[];
-  processor: ProcessorSpec;
+  /** Consumer side. */
+  processor?: ProcessorSpec;
   /** Hit: at least this many peaks (default 10). */
   minPeaks?: number;
-  outPath: string;
+  /** Sink side. */
+  outPath?: string;
   summaryPath?: string;
   allFrames?: boolean;
   gzip?: number;
   maxPeaks?: number;
-  /** Frames the channel holds between source and processor (default 8). */
+  /** In-process: frames the channel holds between source and processor (default 8). */
   queueFrames?: number;
-  /** After each result (progress bars, the monitor). */
+  /** `inproc` (default) or `redis://HOST:PORT`. */
+  transport?: string;
+  /** Redis: the run's id (names its streams). */
+  run?: string;
+  /** Redis: which part this process plays (default all). */
+  role?: PipelineRole;
+  /** Redis: frames waiting for consumers before the producer waits (default 32). */
+  maxBacklog?: number;
+  /** Redis: a consumer takes over frames another has held this long (default 5000 ms). */
+  claimIdleMs?: number;
+  consumerName?: string;
+  /** After each result (progress, the monitor). */
   onResult?: (result: FrameResult, stats: () => RunStats) => void;
-  /** Ends an endless source (Ctrl-C): the run then finishes what it has. */
+  /** Ends an endless source, or a consumer (Ctrl-C): the run then finishes what it has. */
   stopped?: () => boolean;
 }
 
 export interface PipelineSummary extends RunStats {
   source: string;
   processor: string;
-  transport: 'inproc';
+  transport: string;
+  run?: string;
   /** Frames the source announced in its end message. */
   sourceFrames: number;
   /** Frames the source sent that were neither written nor dead-lettered. */
   lost: number;
   duplicates: number;
-  queue: { capacity: number; maxDepth: number };
+  queue?: { capacity: number; maxDepth: number };
   rows: number;
   outputs: { cxi: string; lst: string; geom: string; summary?: string };
 }
 
+/** What one process of a Redis run reports besides (for the sink) the run summary. */
+export interface RoleReports {
+  producer?: { frames: number; maxBacklog: number; waitedS: number };
+  consumer?: { name: string; frames: number; claimed: number };
+  summary?: PipelineSummary;
+}
+
+interface ProducerSide {
+  geometryText: string;
+  geometryName: string;
+  maps: PixelMaps;
+  mask: Uint8Array;
+  source: Source;
+}
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`runPipeline: ${what} is required here`);
+  return value;
+}
+
 /** The run's good-pixel mask: geometry, masks in the first data file (for file sources), mask files. */
-async function runMask(
-  options: PipelineOptions,
-  maps: ReturnType<typeof computePixelMaps>,
-): Promise<Uint8Array> {
-  const kind = /^[a-z]+:/.exec(options.source)?.[0];
-  const path = kind === undefined ? options.source : kind === 'file:' ? options.source.slice(5) : undefined;
+async function runMask(options: PipelineOptions, sourceSpec: string, maps: PixelMaps): Promise<Uint8Array> {
+  const kind = /^[a-z]+:/.exec(sourceSpec)?.[0];
+  const path = kind === undefined ? sourceSpec : kind === 'file:' ? sourceSpec.slice(5) : undefined;
   const firstHdf5 = path === undefined ? undefined : fileEntries(path).find((e) => !isCbfPath(e.path))?.path;
   const mask = await buildMask(
     maps,
@@ -77,112 +118,210 @@ async function runMask(
   return mask;
 }
 
-export async function runPipeline(options: PipelineOptions): Promise<PipelineSummary> {
-  const geometryText = readUserFile(options.geometryPath, 'utf8');
-  const geometry = parseGeometry(geometryText, options.geometryPath);
+async function producerSide(options: PipelineOptions): Promise<ProducerSide> {
+  const geometryPath = required(options.geometryPath, 'geometryPath');
+  const sourceSpec = required(options.source, 'source');
+  const geometryText = readUserFile(geometryPath, 'utf8');
+  const geometry = parseGeometry(geometryText, geometryPath);
   const maps = computePixelMaps(geometry);
-  const slabShape: [number, number] = [maps.ssSize, maps.fsSize];
-  const mask = await runMask(options, maps);
-  let source = openSource(options.source, {
+  const mask = await runMask(options, sourceSpec, maps);
+  let source = openSource(sourceSpec, {
     geometry,
     maps,
     dataPath: options.dataPath,
     stopped: options.stopped,
   });
   if (options.rateHz !== undefined) source = paced(source, options.rateHz);
-  const processor = await createProcessor(options.processor, {
-    geometryPath: options.geometryPath,
-    maps,
-    mask,
+  return { geometryText, geometryName: geometryPath, maps, mask, source };
+}
+
+function processorFor(
+  options: PipelineOptions,
+  side: { geometryText: string; geometryName: string; maps: PixelMaps; mask: Uint8Array },
+): Promise<Processor> {
+  return createProcessor(required(options.processor, 'processor'), {
+    geometryText: side.geometryText,
+    geometryName: side.geometryName,
+    maps: side.maps,
+    mask: side.mask,
     minPeaks: options.minPeaks,
   });
+}
+
+interface SinkSide {
+  sink: CxiSink;
+  router: ResultRouter;
+  summary(extra: { source: string; processor: string; queue?: PipelineSummary['queue'] }): PipelineSummary;
+}
+
+async function sinkSide(options: PipelineOptions, geometryText: string, maps: PixelMaps): Promise<SinkSide> {
+  const outPath = required(options.outPath, 'outPath');
   const sink = await createCxiSink({
-    outPath: options.outPath,
+    outPath,
     geometryText,
-    slabShape,
+    slabShape: [maps.ssSize, maps.fsSize],
     allFrames: options.allFrames,
     gzip: options.gzip,
     maxPeaks: options.maxPeaks,
   });
   const collector = createCollector(maps);
+  const router = createResultRouter([sink], collector, {
+    onResult: (result) => options.onResult?.(result, () => collector.stats()),
+  });
+  return {
+    sink,
+    router,
+    summary(extra) {
+      const summary: PipelineSummary = {
+        ...extra,
+        transport: options.transport ?? 'inproc',
+        run: options.run,
+        sourceFrames: router.sourceFrames,
+        ...collector.stats(),
+        lost: router.lost,
+        duplicates: router.duplicates,
+        rows: sink.rows,
+        outputs: { cxi: outPath, lst: sink.lstPath, geom: sink.geomPath, summary: options.summaryPath },
+      };
+      if (options.summaryPath !== undefined)
+        writeFileSync(options.summaryPath, `${JSON.stringify(summary, null, 2)}\n`);
+      return summary;
+    },
+  };
+}
+
+/** The whole run in this process (in-process transport). */
+export async function runPipeline(options: PipelineOptions): Promise<PipelineSummary> {
+  if (options.transport !== undefined && options.transport !== 'inproc') {
+    const reports = await runPipelineRoles(options);
+    return required(reports.summary, 'a sink role');
+  }
+  const producer = await producerSide(options);
+  const processor = await processorFor(options, producer);
+  let side: SinkSide;
+  try {
+    side = await sinkSide(options, producer.geometryText, producer.maps);
+  } catch (error) {
+    await processor.release();
+    throw error;
+  }
+  const { sink, router } = side;
   const channel = createChannel<SourceMessage>(Math.max(1, options.queueFrames ?? 8));
-  let sourceFrames = 0;
-  let deadLetters = 0;
   // The producer: the source into the channel (waits while the channel is full).
-  const producer = (async () => {
+  const sending = (async () => {
     try {
-      for await (const message of source.messages()) await channel.send(message);
+      for await (const message of producer.source.messages()) await channel.send(message);
     } finally {
       channel.close();
     }
   })();
   // The consumer: frames through the processor, `concurrency` at once, results in source order.
-  type Outcome =
-    | { kind: 'result'; result: FrameResult }
-    | { kind: 'error'; message: ErrorMessage }
-    | { kind: 'end'; frames: number };
-  const handle = async (message: SourceMessage): Promise<Outcome> => {
-    if (message.kind === 'end') return { kind: 'end', frames: message.frames };
-    if (message.kind === 'error') return { kind: 'error', message };
-    const frame: FrameMessage = message;
-    try {
-      const processed = await processor.process(frame);
-      return {
-        kind: 'result',
-        result: {
-          ...processed,
-          id: frame.id,
-          seq: frame.seq,
-          slabShape: frame.slabShape,
-          pixels: frame.pixels,
-          photonEnergyEv: frame.photonEnergyEv,
-          clenM: frame.clenM,
-          sentAtMs: frame.sentAtMs,
-          doneAtMs: Date.now(),
-        },
-      };
-    } catch (error) {
-      // One bad frame (a corrupt image a finder rejects) is a dead letter; the run goes on.
-      return {
-        kind: 'error',
-        message: { kind: 'error', id: frame.id, seq: frame.seq, reason: (error as Error).message },
-      };
-    }
-  };
+  const handle = async (message: SourceMessage): Promise<SourceMessage | FrameResult> =>
+    message.kind === 'frame' ? processFrame(processor, message) : message;
   try {
     for await (const outcome of mapInOrder(channel, processor.concurrency, handle)) {
-      if (outcome.kind === 'end') sourceFrames += outcome.frames;
-      else if (outcome.kind === 'error') {
-        deadLetters++;
-        collector.deadLetter(outcome.message);
-      } else {
-        const before = sink.duplicates;
-        await sink.write(outcome.result);
-        // A redelivered frame is counted once (the sink wrote it once).
-        if (sink.duplicates > before) continue;
-        collector.add(outcome.result);
-        options.onResult?.(outcome.result, () => collector.stats());
-      }
+      if (!('kind' in outcome)) await router.result(outcome);
+      else if (outcome.kind === 'end') router.end(outcome);
+      else if (outcome.kind === 'error') await router.deadLetter(outcome);
     }
-    await producer;
+    await sending;
   } finally {
     await processor.release();
     await sink.close();
   }
-  const stats = collector.stats();
-  const summary: PipelineSummary = {
-    source: options.source,
+  return side.summary({
+    source: required(options.source, 'source'),
     processor: processor.description,
-    transport: 'inproc',
-    sourceFrames,
-    ...stats,
-    lost: Math.max(0, sourceFrames - stats.frames - deadLetters),
-    duplicates: sink.duplicates,
     queue: { capacity: channel.capacity, maxDepth: channel.maxDepth },
-    rows: sink.rows,
-    outputs: { cxi: options.outPath, lst: sink.lstPath, geom: sink.geomPath, summary: options.summaryPath },
+  });
+}
+
+/** One process's roles of a Redis run (`all`: producer, a consumer and the sink together). */
+export async function runPipelineRoles(options: PipelineOptions): Promise<RoleReports> {
+  const redisModule = await import('./transports/redis.js');
+  const url = required(options.transport, 'transport');
+  const keys = redisModule.runKeys(required(options.run, 'run'));
+  const role = options.role ?? 'all';
+  const reports: RoleReports = {};
+  // One connection per role: a blocking read holds its connection.
+  const connections: import('ioredis').Redis[] = [];
+  const connect = () => {
+    const redis = redisModule.connectRedis(url);
+    connections.push(redis);
+    return redis;
   };
-  if (options.summaryPath !== undefined)
-    writeFileSync(options.summaryPath, `${JSON.stringify(summary, null, 2)}\n`);
-  return summary;
+  try {
+    const tasks: Promise<void>[] = [];
+    if (role === 'producer' || role === 'all') {
+      const redis = connect();
+      const side = await producerSide(options);
+      await redisModule.ensureGroups(redis, keys);
+      await redisModule.publishMeta(redis, keys, {
+        geometryText: side.geometryText,
+        geometryName: basename(side.geometryName),
+        slabShape: [side.maps.ssSize, side.maps.fsSize],
+        mask: side.mask,
+        source: required(options.source, 'source'),
+      });
+      tasks.push(
+        redisModule.produce(redis, keys, side.source, { maxBacklog: options.maxBacklog }).then((r) => {
+          reports.producer = r;
+        }),
+      );
+    }
+    if (role === 'consumer' || role === 'all') {
+      const redis = connect();
+      tasks.push(
+        (async () => {
+          const meta = await redisModule.readMeta(redis, keys);
+          await redisModule.ensureGroups(redis, keys);
+          const maps = computePixelMaps(parseGeometry(meta.geometryText, meta.geometryName));
+          const processor = await processorFor(options, {
+            geometryText: meta.geometryText,
+            geometryName: meta.geometryName,
+            maps,
+            mask: meta.mask,
+          });
+          try {
+            reports.consumer = await redisModule.consume(redis, keys, processor, {
+              name: options.consumerName,
+              claimIdleMs: options.claimIdleMs,
+              allFrames: options.allFrames,
+              stopped: options.stopped,
+            });
+          } finally {
+            await processor.release();
+          }
+        })(),
+      );
+    }
+    if (role === 'sink' || role === 'all') {
+      const redis = connect();
+      tasks.push(
+        (async () => {
+          const meta = await redisModule.readMeta(redis, keys);
+          await redisModule.ensureGroups(redis, keys);
+          const maps = computePixelMaps(parseGeometry(meta.geometryText, meta.geometryName));
+          const side = await sinkSide(options, meta.geometryText, maps);
+          try {
+            await redisModule.drainResults(redis, keys, side.router, {
+              flush: () => side.sink.flush(),
+              stopped: options.stopped,
+            });
+          } finally {
+            await side.sink.close();
+          }
+          reports.summary = side.summary({
+            source: meta.source,
+            processor: options.processor === undefined ? 'see the consumers' : options.processor.method,
+          });
+        })(),
+      );
+    }
+    // A failing role fails the process at once (the others would wait for it forever).
+    await Promise.all(tasks);
+  } finally {
+    for (const redis of connections) redis.disconnect();
+  }
+  return reports;
 }

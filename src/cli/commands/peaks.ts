@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseFrameRange } from '../../util/frame-range.js';
 import {
@@ -127,7 +128,7 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
         ? finder.createPeakNetFinder(file, maps, mask, { provider, batch, maxPeaks })
         : (await import('../../infer/peaknet-pool.js')).createPooledPeakNetFinder(
             modelPath,
-            options.geom,
+            { text: readFileSync(options.geom, 'utf8'), path: options.geom },
             mask,
             workers,
             {

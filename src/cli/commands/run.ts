@@ -8,9 +8,15 @@ import {
 import { printJson } from '../output.js';
 
 interface RunCliOptions extends MethodCliOptions {
-  source: string;
-  geom: string;
-  out: string;
+  source?: string;
+  geom?: string;
+  out?: string;
+  transport: string;
+  run?: string;
+  role: string;
+  maxBacklog: string;
+  claimIdleMs: string;
+  consumer?: string;
   summary?: string;
   rate?: string;
   workers: string;
@@ -24,12 +30,33 @@ interface RunCliOptions extends MethodCliOptions {
 }
 
 async function run(options: RunCliOptions): Promise<void> {
-  const [{ runPipeline }, { integerOption }, { UserError }] = await Promise.all([
+  const [{ runPipeline, runPipelineRoles }, { integerOption }, { UserError }] = await Promise.all([
     import('../../pipeline/run.js'),
     import('../options.js'),
     import('../../util/errors.js'),
   ]);
   const workers = integerOption('--workers', options.workers);
+  const redis = options.transport !== 'inproc';
+  const role = options.role;
+  if (role !== 'producer' && role !== 'consumer' && role !== 'sink' && role !== 'all')
+    throw new UserError(`must be producer, consumer, sink or all, got '${role}'`, undefined, '--role');
+  if (!redis && role !== 'all')
+    throw new UserError(
+      'roles are processes of a Redis run: give --transport redis://HOST:PORT --run ID',
+      undefined,
+      '--role',
+    );
+  if (redis && options.run === undefined)
+    throw new UserError("a Redis run needs --run ID (it names the run's streams)", undefined, '--run');
+  // What each role needs: the producer a source and geometry, the sink an output file.
+  const needs: [keyof RunCliOptions, string, boolean][] = [
+    ['source', '--source', role === 'producer' || role === 'all'],
+    ['geom', '--geom', role === 'producer' || role === 'all'],
+    ['out', '--out', role === 'sink' || role === 'all'],
+  ];
+  for (const [key, flag, needed] of needs)
+    if (needed && options[key] === undefined)
+      throw new UserError(`is required${role === 'all' ? '' : ` for --role ${role}`}`, undefined, flag);
   let rateHz: number | undefined;
   if (options.rate !== undefined) {
     rateHz = Number(options.rate);
@@ -52,7 +79,7 @@ async function run(options: RunCliOptions): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   let lastLog = 0;
-  const summary = await runPipeline({
+  const pipelineOptions = {
     source: options.source,
     rateHz,
     geometryPath: options.geom,
@@ -66,8 +93,14 @@ async function run(options: RunCliOptions): Promise<void> {
     gzip: integerOption('--gzip', options.gzip, 0),
     maxPeaks: options.maxPeaks === undefined ? undefined : integerOption('--max-peaks', options.maxPeaks),
     queueFrames: integerOption('--queue', options.queue),
+    transport: options.transport,
+    run: options.run,
+    role: role as import('../../pipeline/run.js').PipelineRole,
+    maxBacklog: integerOption('--max-backlog', options.maxBacklog),
+    claimIdleMs: integerOption('--claim-idle-ms', options.claimIdleMs),
+    consumerName: options.consumer,
     stopped: () => stop,
-    onResult: (_result, stats) => {
+    onResult: (_result: unknown, stats: () => import('../../pipeline/collector.js').RunStats) => {
       const now = performance.now();
       if (now - lastLog < 2000) return;
       lastLog = now;
@@ -76,14 +109,33 @@ async function run(options: RunCliOptions): Promise<void> {
         `run ${s.frames} frames, ${s.hits} hits (${(100 * s.hitRate).toFixed(1)} %), ${s.framesPerSecond.toFixed(1)} frames/s, ${s.peaksPerHit.toFixed(1)} peaks/hit\n`,
       );
     },
-  }).finally(() => process.off('SIGINT', onSignal));
+  };
+  let summary: import('../../pipeline/run.js').PipelineSummary | undefined;
+  let reports: import('../../pipeline/run.js').RoleReports = {};
+  try {
+    if (redis) {
+      reports = await runPipelineRoles(pipelineOptions);
+      summary = reports.summary;
+    } else summary = await runPipeline(pipelineOptions);
+  } finally {
+    process.off('SIGINT', onSignal);
+  }
   if (options.json) {
-    printJson(summary);
+    printJson(summary ?? reports);
     return;
   }
+  if (reports.producer !== undefined)
+    process.stdout.write(
+      `producer: ${reports.producer.frames} frames sent; backlog at most ${reports.producer.maxBacklog}; waited ${reports.producer.waitedS.toFixed(1)} s for consumers\n`,
+    );
+  if (reports.consumer !== undefined)
+    process.stdout.write(
+      `consumer ${reports.consumer.name}: ${reports.consumer.frames} frames processed, ${reports.consumer.claimed} taken over from others\n`,
+    );
+  if (summary === undefined) return;
   const lines = [
     `${summary.frames} frames from ${summary.source}: ${summary.hits} hits (${(100 * summary.hitRate).toFixed(1)} %), ${summary.peaksPerHit.toFixed(1)} peaks per hit`,
-    `${summary.framesPerSecond.toFixed(2)} frames/s; latency p50 ${summary.latencyMs.p50.toFixed(0)} ms, p99 ${summary.latencyMs.p99.toFixed(0)} ms; queue at most ${summary.queue.maxDepth} of ${summary.queue.capacity}`,
+    `${summary.framesPerSecond.toFixed(2)} frames/s; latency p50 ${summary.latencyMs.p50.toFixed(0)} ms, p99 ${summary.latencyMs.p99.toFixed(0)} ms${summary.queue === undefined ? '' : `; queue at most ${summary.queue.maxDepth} of ${summary.queue.capacity}`}`,
     `lost ${summary.lost}, duplicates ${summary.duplicates}, dead letters ${summary.deadLetters.length}${summary.deadLetters.length > 0 ? ` (first: ${summary.deadLetters[0].reason})` : ''}`,
     `wrote ${summary.outputs.cxi} (${summary.rows} rows), ${summary.outputs.lst}, ${summary.outputs.geom}${summary.outputs.summary ? `, ${summary.outputs.summary}` : ''}`,
     `index them: indexamajig -i ${summary.outputs.lst} -g ${summary.outputs.geom} --peaks=cxi -o run.stream ...`,
@@ -99,15 +151,24 @@ export function register(program: Command): void {
     .description(
       'The real-time pipeline: frames from a source through a peak finder into a CXI that CrystFEL reads (hits, their peaks, .lst and .geom beside it) and a run summary',
     )
-    .requiredOption(
+    .option(
       '--source <spec>',
       'file:RUN.cxi|.h5|.cbf|.lst (or a bare path), or sim:PRESET[?frames=N&seed=S&hitRate=P]',
     )
-    .requiredOption('--geom <file>', 'CrystFEL geometry')
-    .requiredOption(
+    .option(
+      '--geom <file>',
+      "CrystFEL geometry (the producer's; consumers and the sink of a Redis run take it from the run)",
+    )
+    .option(
       '--out <file.cxi>',
       'CXI to write: one row per hit (frame and peaks); OUT.lst and OUT.geom beside it',
     )
+    .option('--transport <t>', 'inproc (one process) or redis://HOST:PORT (roles on any machine)', 'inproc')
+    .option('--run <id>', 'Redis: the run id (names its streams); restart a role with the same id to resume')
+    .option('--role <role>', 'Redis: producer, consumer, sink or all (this process plays them all)', 'all')
+    .option('--max-backlog <frames>', 'Redis: frames waiting for consumers before the producer waits', '32')
+    .option('--claim-idle-ms <ms>', 'Redis: take over frames another consumer has held this long', '5000')
+    .option('--consumer <name>', "Redis: this consumer's name (default host-pid)")
     .option(
       '--summary <file.json>',
       'run summary: frames, hits, hit rate, peaks per hit, frames/s, latency, lost, duplicates',

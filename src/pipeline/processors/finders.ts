@@ -4,7 +4,6 @@
  * thread (onnxruntime's own threads) or on workers with a session each. Frames are converted to
  * float32 here, whatever their type on the wire.
  */
-import { readFileSync } from 'node:fs';
 import type { PixelMaps } from '../../detector/pixel-maps.js';
 import { readModelFile } from '../../infer/model-file.js';
 import { createPeakNetFinder } from '../../infer/peaknet-finder.js';
@@ -30,7 +29,9 @@ export type ProcessorSpec =
     };
 
 export interface ProcessorContext {
-  geometryPath: string;
+  /** The geometry's text and where it came from (worker threads parse it again). */
+  geometryText: string;
+  geometryName?: string;
   maps: PixelMaps;
   /** Good pixels (nonzero), slab-sized. */
   mask: Uint8Array;
@@ -69,7 +70,7 @@ export async function createProcessor(spec: ProcessorSpec, context: ProcessorCon
     } else {
       const pooled = createPooledPeakNetFinder(
         spec.modelPath,
-        context.geometryPath,
+        { text: context.geometryText, path: context.geometryName },
         context.mask,
         workers,
         options,
@@ -93,8 +94,8 @@ export async function createProcessor(spec: ProcessorSpec, context: ProcessorCon
       release = async () => {};
     } else {
       const data: PeaksWorkerData = {
-        geometryText: readFileSync(context.geometryPath, 'utf8'),
-        geometryPath: context.geometryPath,
+        geometryText: context.geometryText,
+        geometryPath: context.geometryName,
         mask: context.mask,
         spec: finder,
       };

@@ -2,8 +2,8 @@
  * The CrystFEL-ready outputs of a run: OUT.cxi with each hit's frame (every frame with `allFrames`)
  * and its peak table in the same file, photon energy and camera length per frame, and for every row
  * the source file and event it came from; OUT.lst naming each row (`OUT.cxi //i`); OUT.geom, the
- * run's geometry pointed at that layout (io/geom-cxi.ts). Results are deduplicated by frame id: a
- * frame delivered twice (a transport's redelivery) is written once and counted as a duplicate.
+ * run's geometry pointed at that layout (io/geom-cxi.ts). It writes what it is given: duplicates
+ * are dropped before it (results.ts).
  *
  *   /entry_1/result_1/sourceFile   int32 [N]   index into sourceFiles ('' for streams, the simulator)
  *   /entry_1/result_1/sourceEvent  int32 [N]   frame index in that file (or the stream's number)
@@ -13,7 +13,7 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { type CxiWriter, createCxiWriter } from '../../io/cxi-writer.js';
 import { geometryForCxi } from '../../io/geom-cxi.js';
 import type { NumericDtype } from '../../io/hdf5.js';
-import { type FrameResult, frameKey, type Sink } from '../protocol.js';
+import type { FrameResult, Sink } from '../protocol.js';
 
 export interface CxiSinkOptions {
   outPath: string;
@@ -30,7 +30,8 @@ export interface CxiSinkOptions {
 
 export interface CxiSink extends Sink {
   readonly rows: number;
-  readonly duplicates: number;
+  /** Rows on disk so far (readable by another process after a kill). */
+  flush(): void;
   readonly lstPath: string;
   readonly geomPath: string;
 }
@@ -58,27 +59,18 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
     // A killed run loses at most the frames since the last flush.
     flushEvery: 4,
   });
-  const seen = new Set<string>();
   const files = new Map<string, number>();
-  let duplicates = 0;
   return {
     lstPath,
     geomPath,
     get rows() {
       return writer.frameCount;
     },
-    get duplicates() {
-      return duplicates;
-    },
+    flush: () => writer.flush(),
     write(result: FrameResult) {
-      const key = frameKey(result.id);
-      if (seen.has(key)) {
-        duplicates++;
-        return;
-      }
-      seen.add(key);
       if (!result.hit && !options.allFrames) return;
-      if (result.pixels === undefined) throw new Error(`frame ${key}: no pixels reached the CXI sink`);
+      if (result.pixels === undefined)
+        throw new Error(`frame ${result.id.file} //${result.id.event}: no pixels reached the CXI sink`);
       const { frameIndex } = writer.appendFrame({
         peaks: result.peaks,
         image: result.pixels,
