@@ -18,26 +18,48 @@ export interface ResultRouter {
   readonly duplicates: number;
   /** Frames announced and neither written nor dead-lettered. */
   readonly lost: number;
+  /** Frame keys accounted since the last call (a Redis sink persists them with its acknowledgements). */
+  takeNewKeys(): string[];
+  state(): RouterState;
+}
+
+/** What an earlier life of the sink accounted for (a restarted Redis sink resumes from it). */
+export interface RouterState {
+  accounted: number;
+  ends: number;
+  sourceFrames: number;
+  deadLetters: number;
+  duplicates: number;
 }
 
 export function createResultRouter(
   sinks: readonly Sink[],
   collector: Collector,
-  options: { expectedEnds?: number; seen?: Iterable<string>; onResult?: (result: FrameResult) => void } = {},
+  options: {
+    expectedEnds?: number;
+    /** Frames already accounted for, and the counts, from an earlier life of this sink. */
+    seen?: Iterable<string>;
+    before?: RouterState;
+    onResult?: (result: FrameResult) => void;
+  } = {},
 ): ResultRouter {
   const seen = new Set<string>(options.seen ?? []);
   const expectedEnds = options.expectedEnds ?? 1;
-  let ends = 0;
-  let sourceFrames = 0;
-  let deadLetters = 0;
-  let duplicates = 0;
-  const accounted = () => collector.stats().frames + deadLetters;
+  const before = options.before;
+  let ends = before?.ends ?? 0;
+  let sourceFrames = before?.sourceFrames ?? 0;
+  let deadLetters = before?.deadLetters ?? 0;
+  let duplicates = before?.duplicates ?? 0;
+  const accountedBefore = (before?.accounted ?? 0) - (before?.deadLetters ?? 0);
+  const accounted = () => accountedBefore + collector.stats().frames + deadLetters;
+  let newKeys: string[] = [];
   const fresh = (key: string) => {
     if (seen.has(key)) {
       duplicates++;
       return false;
     }
     seen.add(key);
+    newKeys.push(key);
     return true;
   };
   return {
@@ -71,6 +93,12 @@ export function createResultRouter(
     },
     get lost() {
       return Math.max(0, sourceFrames - accounted());
+    },
+    state: () => ({ accounted: accounted(), ends, sourceFrames, deadLetters, duplicates }),
+    takeNewKeys() {
+      const keys = newKeys;
+      newKeys = [];
+      return keys;
     },
   };
 }

@@ -23,7 +23,7 @@ import { createCollector, type RunStats } from './collector.js';
 import { createProcessor, type ProcessorSpec } from './processors/finders.js';
 import { processFrame } from './processors/process-frame.js';
 import type { FrameResult, Processor, Source, SourceMessage } from './protocol.js';
-import { createResultRouter, type ResultRouter } from './results.js';
+import { createResultRouter, type ResultRouter, type RouterState } from './results.js';
 import { type CxiSink, createCxiSink } from './sinks/cxi.js';
 import { fileEntries, isCbfPath } from './sources/files.js';
 import { openSource, paced } from './sources/index.js';
@@ -151,11 +151,26 @@ function processorFor(
 interface SinkSide {
   sink: CxiSink;
   router: ResultRouter;
+  /** Run totals a Redis sink stores with each acknowledgement (and a restarted one starts from). */
+  counts(): Record<string, number>;
   summary(extra: { source: string; processor: string; queue?: PipelineSummary['queue'] }): PipelineSummary;
 }
 
-async function sinkSide(options: PipelineOptions, geometryText: string, maps: PixelMaps): Promise<SinkSide> {
+/** What a killed sink of this run had accounted for (Redis transports/redis.ts, loadSinkState). */
+interface Restored {
+  seen: string[];
+  state: RouterState;
+  counts: Record<string, number>;
+}
+
+async function sinkSide(
+  options: PipelineOptions,
+  geometryText: string,
+  maps: PixelMaps,
+  restored?: Restored,
+): Promise<SinkSide> {
   const outPath = required(options.outPath, 'outPath');
+  const before = restored?.counts ?? {};
   const sink = await createCxiSink({
     outPath,
     geometryText,
@@ -163,24 +178,50 @@ async function sinkSide(options: PipelineOptions, geometryText: string, maps: Pi
     allFrames: options.allFrames,
     gzip: options.gzip,
     maxPeaks: options.maxPeaks,
+    resume: restored !== undefined,
+    earlierRows: Array.from({ length: 64 }, (_, i) => before[`partRows:${i + 1}`] ?? 0),
   });
   const collector = createCollector(maps);
   const router = createResultRouter([sink], collector, {
+    seen: restored?.seen,
+    before: restored?.state,
     onResult: (result) => options.onResult?.(result, () => collector.stats()),
   });
+  const totals = () => {
+    const s = collector.stats();
+    const hits = (before.hits ?? 0) + s.hits;
+    const hitPeaks = (before.hitPeaks ?? 0) + s.peaksPerHit * s.hits;
+    return {
+      frames: (before.frames ?? 0) + s.frames,
+      hits,
+      peaks: (before.peaks ?? 0) + s.peaks,
+      hitPeaks,
+      rows: (before.rows ?? 0) + sink.rows,
+    };
+  };
   return {
     sink,
     router,
+    counts: () => ({ ...totals(), [`partRows:${sink.part}`]: sink.rows }),
     summary(extra) {
+      const stats = collector.stats();
+      const t = totals();
       const summary: PipelineSummary = {
         ...extra,
         transport: options.transport ?? 'inproc',
         run: options.run,
         sourceFrames: router.sourceFrames,
-        ...collector.stats(),
+        ...stats,
+        // Counts over the whole run (a restarted sink adds its earlier lives'); latency, the
+        // peakogram and per-panel counts are this sink's own.
+        frames: t.frames,
+        hits: t.hits,
+        hitRate: t.frames > 0 ? t.hits / t.frames : 0,
+        peaks: t.peaks,
+        peaksPerHit: t.hits > 0 ? t.hitPeaks / t.hits : 0,
         lost: router.lost,
         duplicates: router.duplicates,
-        rows: sink.rows,
+        rows: t.rows,
         outputs: { cxi: outPath, lst: sink.lstPath, geom: sink.geomPath, summary: options.summaryPath },
       };
       if (options.summaryPath !== undefined)
@@ -302,10 +343,12 @@ export async function runPipelineRoles(options: PipelineOptions): Promise<RoleRe
           const meta = await redisModule.readMeta(redis, keys);
           await redisModule.ensureGroups(redis, keys);
           const maps = computePixelMaps(parseGeometry(meta.geometryText, meta.geometryName));
-          const side = await sinkSide(options, meta.geometryText, maps);
+          const restored = await redisModule.loadSinkState(redis, keys);
+          const side = await sinkSide(options, meta.geometryText, maps, restored);
           try {
             await redisModule.drainResults(redis, keys, side.router, {
               flush: () => side.sink.flush(),
+              counts: side.counts,
               stopped: options.stopped,
             });
           } finally {

@@ -1,7 +1,8 @@
 /**
  * The CrystFEL-ready outputs of a run: OUT.cxi with each hit's frame (every frame with `allFrames`)
  * and its peak table in the same file, photon energy and camera length per frame, and for every row
- * the source file and event it came from; OUT.lst naming each row (`OUT.cxi //i`); OUT.geom, the
+ * the source file and event it came from; OUT.lst naming each row (`OUT.cxi //i`, written when the
+ * sink closes); OUT.geom, the
  * run's geometry pointed at that layout (io/geom-cxi.ts). It writes what it is given: duplicates
  * are dropped before it (results.ts).
  *
@@ -9,7 +10,7 @@
  *   /entry_1/result_1/sourceEvent  int32 [N]   frame index in that file (or the stream's number)
  *   /entry_1/result_1/sourceFiles  string [F] the files, in order of first appearance
  */
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { type CxiWriter, createCxiWriter } from '../../io/cxi-writer.js';
 import { geometryForCxi } from '../../io/geom-cxi.js';
 import type { NumericDtype } from '../../io/hdf5.js';
@@ -26,9 +27,20 @@ export interface CxiSinkOptions {
   /** gzip level of the frames, 0 (default) to 9. */
   gzip?: number;
   dtype?: NumericDtype;
+  /**
+   * A restarted sink of the same run: the files of its earlier life stay as they are (a killed
+   * writer's file reads back up to its last flush), rows go to the next part (OUT-part2.cxi, ...),
+   * and OUT.lst grows on.
+   */
+  resume?: boolean;
+  /** With `resume`: the rows each earlier part holds that its sink had acknowledged (OUT.lst lists those). */
+  earlierRows?: number[];
 }
 
 export interface CxiSink extends Sink {
+  /** The file this sink writes (OUT.cxi, or a part after a restart) and its number (1, 2, ...). */
+  readonly path: string;
+  readonly part: number;
   readonly rows: number;
   /** Rows on disk so far (readable by another process after a kill). */
   flush(): void;
@@ -41,13 +53,22 @@ export function sidePath(outPath: string, extension: string): string {
   return `${outPath.replace(/\.(cxi|h5|hdf5)$/i, '')}${extension}`;
 }
 
+/** Part n of OUT.cxi: OUT.cxi itself, then OUT-part2.cxi, ... */
+export function partPath(outPath: string, part: number): string {
+  if (part === 1) return outPath;
+  const match = /\.(cxi|h5|hdf5)$/i.exec(outPath);
+  return match === null
+    ? `${outPath}-part${part}`
+    : `${outPath.slice(0, match.index)}-part${part}${match[0]}`;
+}
+
 export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
-  const { outPath } = options;
-  const lstPath = sidePath(outPath, '.lst');
-  const geomPath = sidePath(outPath, '.geom');
+  const lstPath = sidePath(options.outPath, '.lst');
+  const geomPath = sidePath(options.outPath, '.geom');
+  let part = 1;
+  if (options.resume) while (existsSync(partPath(options.outPath, part))) part++;
+  const outPath = partPath(options.outPath, part);
   writeFileSync(geomPath, geometryForCxi(options.geometryText));
-  // The list grows row by row, as the CXI does: a killed run leaves both consistent up to a flush.
-  writeFileSync(lstPath, '');
   const writer: CxiWriter = await createCxiWriter(outPath, {
     maxPeaks: options.maxPeaks,
     frames: {
@@ -61,6 +82,8 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
   });
   const files = new Map<string, number>();
   return {
+    path: outPath,
+    part,
     lstPath,
     geomPath,
     get rows() {
@@ -71,7 +94,7 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
       if (!result.hit && !options.allFrames) return;
       if (result.pixels === undefined)
         throw new Error(`frame ${result.id.file} //${result.id.event}: no pixels reached the CXI sink`);
-      const { frameIndex } = writer.appendFrame({
+      writer.appendFrame({
         peaks: result.peaks,
         image: result.pixels,
         photonEnergyEv: result.photonEnergyEv,
@@ -84,13 +107,20 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
       }
       writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
       writer.appendExtra('sourceEvent', Int32Array.of(result.id.event), []);
-      appendFileSync(lstPath, `${outPath} //${frameIndex}\n`);
     },
     close() {
       try {
         if (files.size > 0) writer.writeStrings('sourceFiles', [...files.keys()]);
       } finally {
         writer.close();
+        // OUT.lst: every part's rows in order. A killed sink's part may hold rows beyond those it
+        // acknowledged (written, not acknowledged, then redelivered into the next part): not listed.
+        const lines: string[] = [];
+        const rows = [...(options.resume ? (options.earlierRows ?? []) : []), writer.frameCount];
+        rows.forEach((count, i) => {
+          for (let r = 0; r < count; r++) lines.push(`${partPath(options.outPath, i + 1)} //${r}`);
+        });
+        writeFileSync(lstPath, lines.length > 0 ? `${lines.join('\n')}\n` : '');
       }
     },
   };

@@ -15,7 +15,10 @@
  *   that dies between the two leaves the frame pending, and a live consumer takes it over with
  *   XAUTOCLAIM once it has been idle `claimIdleMs`; the sink drops the duplicate result by frame id.
  * - sink: XREADGROUP results (first its own pending ones, after a restart), write them, flush the
- *   CXI, then XACK and XDEL: a result is acknowledged only once it is on disk.
+ *   CXI, then in one MULTI: XACK and XDEL them, add their frame keys to `seen` and store the counts in
+ *   `sink`. A result is acknowledged only once it is on disk, and what is acknowledged is exactly
+ *   what the stored state says: a sink killed at any point and started again with the same run id
+ *   goes on from there (a new part file beside the first, see sinks/cxi.ts) without duplicates.
  *
  * ioredis reconnects by itself and retries commands (`maxRetriesPerRequest: null`), so a Redis
  * restart (with `appendonly yes`, as production runs it) pauses the run instead of ending it.
@@ -26,7 +29,7 @@ import { UserError } from '../../util/errors.js';
 import { mapInOrder } from '../../util/worker-pool.js';
 import { processFrame } from '../processors/process-frame.js';
 import type { Processor, Source } from '../protocol.js';
-import type { ResultRouter } from '../results.js';
+import type { ResultRouter, RouterState } from '../results.js';
 import {
   decodeResultMessage,
   decodeSourceMessage,
@@ -43,13 +46,23 @@ export interface RunKeys {
   frames: string;
   results: string;
   done: string;
+  /** The sink's progress (hash) and the frame keys it has accounted for (set). */
+  sink: string;
+  seen: string;
 }
 
 export function runKeys(run: string): RunKeys {
   if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(run))
     throw new UserError(`must be 1-200 letters, digits or _.:- , got '${run}'`, undefined, '--run');
   const base = `braggflow:${run}`;
-  return { meta: `${base}:meta`, frames: `${base}:frames`, results: `${base}:results`, done: `${base}:done` };
+  return {
+    meta: `${base}:meta`,
+    frames: `${base}:frames`,
+    results: `${base}:results`,
+    done: `${base}:done`,
+    sink: `${base}:sink`,
+    seen: `${base}:seen`,
+  };
 }
 
 /** What consumers and the sink need from the producer's side. */
@@ -124,6 +137,12 @@ export async function readMeta(redis: Redis, keys: RunKeys, timeoutMs = 60_000):
       );
     await sleep(200);
   }
+}
+
+/** A MULTI's EXEC, failing on the first command that failed (EXEC reports them per command). */
+async function execChecked(transaction: ReturnType<Redis['multi']>): Promise<void> {
+  const replies = await transaction.exec();
+  for (const [error] of replies ?? []) if (error) throw error;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -242,7 +261,7 @@ export async function consume(
       } else out = message;
       await redis.xaddBuffer(keys.results, '*', ...encodeResultMessage(out));
     }
-    await redis.multi().xack(keys.frames, FRAME_GROUP, id).xdel(keys.frames, id).exec();
+    await execChecked(redis.multi().xack(keys.frames, FRAME_GROUP, id).xdel(keys.frames, id));
   };
   while (!(options.stopped?.() ?? false)) {
     let entries: Entry[] = [];
@@ -285,9 +304,32 @@ export async function consume(
   return { name, frames, claimed };
 }
 
+/** What a killed sink left: its accounted frame keys and counts (undefined: a fresh run). */
+export async function loadSinkState(
+  redis: Redis,
+  keys: RunKeys,
+): Promise<{ seen: string[]; state: RouterState; counts: Record<string, number> } | undefined> {
+  const hash = await redis.hgetall(keys.sink);
+  if (Object.keys(hash).length === 0) return undefined;
+  const counts = Object.fromEntries(Object.entries(hash).map(([k, v]) => [k, Number(v)]));
+  return {
+    seen: await redis.smembers(keys.seen),
+    state: {
+      accounted: counts.accounted ?? 0,
+      ends: counts.ends ?? 0,
+      sourceFrames: counts.sourceFrames ?? 0,
+      deadLetters: counts.deadLetters ?? 0,
+      duplicates: counts.duplicates ?? 0,
+    },
+    counts,
+  };
+}
+
 export interface SinkLoopOptions {
   /** Results written since the last flush are acknowledged after it; the sink flushes every batch. */
   flush: () => void;
+  /** Counts stored with each acknowledgement besides the router's (hits, peaks, rows...). */
+  counts?: () => Record<string, number>;
   stopped?: () => boolean;
   /** Results read per batch (default 16). */
   batch?: number;
@@ -337,11 +379,14 @@ export async function drainResults(
     }
     options.flush();
     const ids = entries.map(([id]) => id);
-    await redis
+    const accountedKeys = router.takeNewKeys();
+    const transaction = redis
       .multi()
       .xack(keys.results, RESULT_GROUP, ...ids)
-      .xdel(keys.results, ...ids)
-      .exec();
+      .xdel(keys.results, ...ids);
+    if (accountedKeys.length > 0) transaction.sadd(keys.seen, ...accountedKeys);
+    transaction.hset(keys.sink, { ...options.counts?.(), ...router.state() });
+    await execChecked(transaction);
   }
   if (router.complete) await redis.set(keys.done, '1');
 }
