@@ -179,7 +179,7 @@ async function sinkSide(
     gzip: options.gzip,
     maxPeaks: options.maxPeaks,
     resume: restored !== undefined,
-    earlierRows: Array.from({ length: 64 }, (_, i) => before[`partRows:${i + 1}`] ?? 0),
+    earlierRows: (part) => before[`partRows:${part}`] ?? 0,
   });
   const collector = createCollector(maps);
   const router = createResultRouter([sink], collector, {

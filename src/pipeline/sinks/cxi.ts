@@ -33,8 +33,8 @@ export interface CxiSinkOptions {
    * and OUT.lst grows on.
    */
   resume?: boolean;
-  /** With `resume`: the rows each earlier part holds that its sink had acknowledged (OUT.lst lists those). */
-  earlierRows?: number[];
+  /** With `resume`: the rows earlier part n holds that its sink had acknowledged (OUT.lst lists those). */
+  earlierRows?: (part: number) => number;
 }
 
 export interface CxiSink extends Sink {
@@ -116,7 +116,9 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
         // OUT.lst: every part's rows in order. A killed sink's part may hold rows beyond those it
         // acknowledged (written, not acknowledged, then redelivered into the next part): not listed.
         const lines: string[] = [];
-        const rows = [...(options.resume ? (options.earlierRows ?? []) : []), writer.frameCount];
+        const rows = Array.from({ length: part }, (_, i) =>
+          i + 1 === part ? writer.frameCount : (options.earlierRows?.(i + 1) ?? 0),
+        );
         rows.forEach((count, i) => {
           for (let r = 0; r < count; r++) lines.push(`${partPath(options.outPath, i + 1)} //${r}`);
         });

@@ -143,7 +143,9 @@ export type ResultMessage =
 
 function peaksBytes(list: PeakList): Buffer {
   const packed = new Float32Array(list.count * peakColumns.length);
-  peakColumns.forEach((column, c) => packed.set(list[column].subarray(0, list.count), c * list.count));
+  peakColumns.forEach((column, c) => {
+    packed.set(list[column].subarray(0, list.count), c * list.count);
+  });
   return bytesOf(packed);
 }
 
@@ -156,7 +158,9 @@ function peaksFrom(bytes: Buffer, count: number): PeakList {
   const packed = new Float32Array(copy);
   const list = createPeakList(count);
   list.count = count;
-  peakColumns.forEach((column, c) => list[column].set(packed.subarray(c * count, (c + 1) * count)));
+  peakColumns.forEach((column, c) => {
+    list[column].set(packed.subarray(c * count, (c + 1) * count));
+  });
   return list;
 }
 
@@ -166,8 +170,8 @@ export function encodeResultMessage(message: ResultMessage): (string | Buffer)[]
   const fields: (string | Buffer)[] = [
     'h',
     JSON.stringify({
-      kind: 'result',
       ...rest,
+      kind: 'result',
       count: peaks.count,
       dtype: pixels === undefined ? undefined : dtypeOf(pixels),
     }),
