@@ -101,6 +101,28 @@ test('braggflow demo simulates, tunes pf8, serves the shipped model and scores a
   // training frames' truth finds them on the held-out frame too.
   assert.ok(tuned.recall > defaults.recall, `tuned recall ${tuned.recall} vs defaults ${defaults.recall}`);
 
+  // The whole run through the in-process pipeline: every frame accounted for, the hits in a CXI
+  // with its list and geometry, and a PNG of the richest hit.
+  const stream = report.pipeline;
+  assert.equal(stream.frames, 3);
+  assert.equal(stream.lost, 0);
+  assert.equal(stream.rows, stream.hits);
+  assert.equal((await readPeakTable(stream.outputs.cxi)).length, stream.rows);
+  assert.equal(
+    readFileSync(stream.outputs.lst, 'utf8')
+      .trim()
+      .split('\n')
+      .filter((l: string) => l !== '').length,
+    stream.rows,
+  );
+  assert.match(readFileSync(stream.outputs.geom, 'utf8'), /^peak_list = \/entry_1\/result_1$/m);
+  assert.equal(JSON.parse(readFileSync(stream.outputs.summary, 'utf8')).frames, 3);
+  if (stream.hits > 0) {
+    assert.deepEqual([...readFileSync(stream.outputs.png).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+    assert.ok(stream.pngPeaks >= 10);
+  }
+  assert.match(result.stderr, /^pipeline {2}.*through the in-process pipeline/m);
+
   // Progress and the side-by-side table go to stderr with --json, so stdout stays machine-readable.
   assert.match(result.stderr, /^model {5}.*peaknet-default\.onnx/m);
   assert.match(result.stderr, /method\s+precision\s+recall\s+F1/);

@@ -14,6 +14,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { assemblyMap } from '../detector/assemble.js';
 import { defaultGeometry, defaultGeometryText } from '../detector/default-geometry.js';
 import { persistentHotPixels } from '../detector/hot-pixels.js';
 import { geometryMask, pixelMapsFor, resolutionFor } from '../detector/index.js';
@@ -27,6 +28,9 @@ import type { PeakList } from '../peaks/peak-list.js';
 import type { Pf8Params } from '../peaks/peakfinder8.js';
 import { pf8ParamsToJson } from '../peaks/pf8-params.js';
 import type { Pf8Grid } from '../peaks/tune.js';
+import type { FrameResult } from '../pipeline/protocol.js';
+import { runPipeline } from '../pipeline/run.js';
+import { hitImagePng } from '../plot/hit-image.js';
 import { median } from '../util/stats.js';
 import { formatTable } from '../util/table.js';
 import { runPf8Baseline } from './pf8-baseline.js';
@@ -123,6 +127,21 @@ export interface DemoReport {
   radiusPx: number;
   heldOut: MethodScore[];
   peaksPath: string;
+  /** The whole run streamed through the in-process pipeline, served by the same model. */
+  pipeline: {
+    frames: number;
+    hits: number;
+    hitRate: number;
+    peaksPerHit: number;
+    framesPerSecond: number;
+    latencyMs: { p50: number; p99: number };
+    lost: number;
+    rows: number;
+    outputs: { cxi: string; lst: string; geom: string; summary: string; png: string };
+    /** The hit drawn in the PNG: its frame and peak count. */
+    pngFrame: number;
+    pngPeaks: number;
+  };
 }
 
 /** Frames held out from tuning: the last third (at least one). */
@@ -334,6 +353,42 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       `--truth-frames ${nTrain}:${frames.length} --pred ${peaksPath}`,
   );
 
+  // 7. The whole run as a beamline would stream it: through the in-process pipeline, served by the
+  //    same model, into a CXI that CrystFEL reads, with a picture of the richest hit.
+  const geomPath = join(options.outDir, 'detector.geom');
+  writeFileSync(geomPath, defaultGeometryText);
+  const hitsPath = join(options.outDir, 'hits.cxi');
+  const summaryPath = join(options.outDir, 'run-summary.json');
+  let best: FrameResult | undefined;
+  const stream = await runPipeline({
+    source: sim.cxiPath,
+    geometryPath: geomPath,
+    processor: { method: 'peaknet', modelPath, workers: 1 },
+    outPath: hitsPath,
+    summaryPath,
+    onResult: (result) => {
+      if (result.hit && (best === undefined || result.peaks.count > best.peaks.count)) best = result;
+    },
+  });
+  const pngPath = join(options.outDir, 'hit.png');
+  const shown = best as FrameResult | undefined;
+  if (shown?.pixels !== undefined)
+    writeFileSync(pngPath, hitImagePng(maps, assemblyMap(maps), shown.pixels, shown.peaks).png);
+  log(
+    `pipeline  ${sim.cxiPath} through the in-process pipeline (${modelName}): ${stream.frames} frames, ${stream.hits} hits ` +
+      `(${(100 * stream.hitRate).toFixed(1)} %), ${stream.peaksPerHit.toFixed(1)} peaks per hit, ${stream.framesPerSecond.toFixed(2)} frames/s, ` +
+      `latency p50 ${stream.latencyMs.p50.toFixed(0)} ms; lost ${stream.lost}`,
+  );
+  log(
+    `outputs   ${stream.outputs.cxi} (${stream.rows} rows), ${stream.outputs.lst}, ${stream.outputs.geom}, ${summaryPath}` +
+      (shown === undefined
+        ? ''
+        : `, ${pngPath} (frame ${shown.id.event}, ${shown.peaks.count} peaks circled)`),
+  );
+  log(
+    `index     indexamajig -i ${stream.outputs.lst} -g ${stream.outputs.geom} --peaks=cxi -o hits.stream ...`,
+  );
+
   const model = modelEval as EvalReport;
   return {
     detector: {
@@ -391,5 +446,24 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     radiusPx,
     heldOut: heldOutScores,
     peaksPath,
+    pipeline: {
+      frames: stream.frames,
+      hits: stream.hits,
+      hitRate: stream.hitRate,
+      peaksPerHit: stream.peaksPerHit,
+      framesPerSecond: stream.framesPerSecond,
+      latencyMs: stream.latencyMs,
+      lost: stream.lost,
+      rows: stream.rows,
+      outputs: {
+        cxi: stream.outputs.cxi,
+        lst: stream.outputs.lst,
+        geom: stream.outputs.geom,
+        summary: summaryPath,
+        png: pngPath,
+      },
+      pngFrame: shown?.id.event ?? -1,
+      pngPeaks: shown?.peaks.count ?? 0,
+    },
   };
 }

@@ -20,6 +20,7 @@ import { parseGeometry } from '../io/geom.js';
 import { readUserFile } from '../util/errors.js';
 import { mapInOrder } from '../util/worker-pool.js';
 import { createCollector, type RunStats } from './collector.js';
+import type { Monitor } from './monitor/server.js';
 import { createProcessor, type ProcessorSpec } from './processors/finders.js';
 import { processFrame } from './processors/process-frame.js';
 import type { FrameResult, Processor, Source, SourceMessage } from './protocol.js';
@@ -64,7 +65,11 @@ export interface PipelineOptions {
   /** Redis: a consumer takes over frames another has held this long (default 5000 ms). */
   claimIdleMs?: number;
   consumerName?: string;
-  /** After each result (progress, the monitor). */
+  /** Serve the live monitor here (`HOST:PORT` or `PORT`; the sink's side of a Redis run). */
+  monitor?: string;
+  /** Called with the monitor's URL once it listens. */
+  onMonitor?: (url: string) => void;
+  /** After each result (progress). */
   onResult?: (result: FrameResult, stats: () => RunStats) => void;
   /** Ends an endless source, or a consumer (Ctrl-C): the run then finishes what it has. */
   stopped?: () => boolean;
@@ -151,6 +156,8 @@ function processorFor(
 interface SinkSide {
   sink: CxiSink;
   router: ResultRouter;
+  /** Closes the monitor, if any (the sink itself is closed by the caller). */
+  stopMonitor(): Promise<void>;
   /** Run totals a Redis sink stores with each acknowledgement (and a restarted one starts from). */
   counts(): Record<string, number>;
   summary(extra: { source: string; processor: string; queue?: PipelineSummary['queue'] }): PipelineSummary;
@@ -168,6 +175,7 @@ async function sinkSide(
   geometryText: string,
   maps: PixelMaps,
   restored?: Restored,
+  queueDepth: () => number = () => 0,
 ): Promise<SinkSide> {
   const outPath = required(options.outPath, 'outPath');
   const before = restored?.counts ?? {};
@@ -182,11 +190,31 @@ async function sinkSide(
     earlierRows: (part) => before[`partRows:${part}`] ?? 0,
   });
   const collector = createCollector(maps);
-  const router = createResultRouter([sink], collector, {
+  let monitor: Monitor | undefined;
+  const router: ResultRouter = createResultRouter([sink], collector, {
     seen: restored?.seen,
     before: restored?.state,
-    onResult: (result) => options.onResult?.(result, () => collector.stats()),
+    onResult: (result) => {
+      monitor?.add(result);
+      options.onResult?.(result, () => collector.stats());
+    },
   });
+  if (options.monitor !== undefined) {
+    const { startMonitor } = await import('./monitor/server.js');
+    try {
+      monitor = await startMonitor({
+        listen: options.monitor,
+        maps,
+        title: options.run ?? options.source ?? 'run',
+        stats: () => collector.stats(),
+        accounting: () => ({ duplicates: router.duplicates, lost: router.lost, queueDepth: queueDepth() }),
+      });
+    } catch (error) {
+      sink.close();
+      throw error;
+    }
+    options.onMonitor?.(monitor.url);
+  }
   const totals = () => {
     const s = collector.stats();
     const hits = (before.hits ?? 0) + s.hits;
@@ -202,6 +230,7 @@ async function sinkSide(
   return {
     sink,
     router,
+    stopMonitor: async () => monitor?.close(),
     counts: () => ({ ...totals(), [`partRows:${sink.part}`]: sink.rows }),
     summary(extra) {
       const stats = collector.stats();
@@ -239,15 +268,15 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
   }
   const producer = await producerSide(options);
   const processor = await processorFor(options, producer);
+  const channel = createChannel<SourceMessage>(Math.max(1, options.queueFrames ?? 8));
   let side: SinkSide;
   try {
-    side = await sinkSide(options, producer.geometryText, producer.maps);
+    side = await sinkSide(options, producer.geometryText, producer.maps, undefined, () => channel.depth);
   } catch (error) {
     await processor.release();
     throw error;
   }
   const { sink, router } = side;
-  const channel = createChannel<SourceMessage>(Math.max(1, options.queueFrames ?? 8));
   // The producer: the source into the channel (waits while the channel is full).
   const sending = (async () => {
     try {
@@ -269,6 +298,7 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
   } finally {
     await processor.release();
     await sink.close();
+    await side.stopMonitor();
   }
   return side.summary({
     source: required(options.source, 'source'),
@@ -353,6 +383,7 @@ export async function runPipelineRoles(options: PipelineOptions): Promise<RoleRe
             });
           } finally {
             await side.sink.close();
+            await side.stopMonitor();
           }
           reports.summary = side.summary({
             source: meta.source,

@@ -43,7 +43,7 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
 }
 
 /** Value at quantile q of the finite values (sampled for large images). */
-function quantile(values: ArrayLike<number>, q: number): number {
+export function finiteQuantile(values: ArrayLike<number>, q: number): number {
   const step = Math.max(1, Math.floor(values.length / 200_000));
   const sample: number[] = [];
   for (let i = 0; i < values.length; i += step) if (Number.isFinite(values[i])) sample.push(values[i]);
@@ -52,8 +52,8 @@ function quantile(values: ArrayLike<number>, q: number): number {
   return sample[Math.min(sample.length - 1, Math.floor(q * sample.length))];
 }
 
-/** Encodes `values` ([height * width], row-major) as a PNG file. */
-export function grayscalePng(
+/** `values` ([height * width], row-major) as RGB bytes (3 per pixel) under the stretch. */
+export function grayscaleRgb(
   values: ArrayLike<number>,
   width: number,
   height: number,
@@ -61,27 +61,36 @@ export function grayscalePng(
 ): Uint8Array {
   if (values.length !== width * height)
     throw new Error(`png: ${values.length} values for ${width} x ${height}`);
-  const min = stretch.min ?? quantile(values, 0.01);
-  const max = stretch.max ?? quantile(values, 0.995);
+  const min = stretch.min ?? finiteQuantile(values, 0.01);
+  const max = stretch.max ?? finiteQuantile(values, 0.995);
   const map = stretch.log ? (v: number) => Math.log1p(Math.max(0, v - min)) : (v: number) => v - min;
   const span = Math.max(map(max), 1e-12);
+  const rgb = new Uint8Array(width * height * 3);
+  for (let i = 0, o = 0; i < width * height; i++) {
+    const v = values[i];
+    if (!Number.isFinite(v)) {
+      rgb[o++] = nanColor[0];
+      rgb[o++] = nanColor[1];
+      rgb[o++] = nanColor[2];
+      continue;
+    }
+    const level = Math.round(255 * Math.min(1, Math.max(0, map(v) / span)));
+    rgb[o++] = level;
+    rgb[o++] = level;
+    rgb[o++] = level;
+  }
+  return rgb;
+}
+
+/** Encodes RGB bytes ([height * width * 3], row-major) as a PNG file. */
+export function rgbPng(rgb: Uint8Array, width: number, height: number): Uint8Array {
+  if (rgb.length !== width * height * 3)
+    throw new Error(`png: ${rgb.length} bytes for ${width} x ${height} RGB`);
   const raw = new Uint8Array(height * (1 + width * 3));
   for (let y = 0; y < height; y++) {
-    let o = y * (1 + width * 3);
-    raw[o++] = 0; // filter: none
-    for (let x = 0; x < width; x++) {
-      const v = values[y * width + x];
-      if (!Number.isFinite(v)) {
-        raw[o++] = nanColor[0];
-        raw[o++] = nanColor[1];
-        raw[o++] = nanColor[2];
-        continue;
-      }
-      const level = Math.round(255 * Math.min(1, Math.max(0, map(v) / span)));
-      raw[o++] = level;
-      raw[o++] = level;
-      raw[o++] = level;
-    }
+    const o = y * (1 + width * 3);
+    raw[o] = 0; // filter: none
+    raw.set(rgb.subarray(y * width * 3, (y + 1) * width * 3), o + 1);
   }
   const header = new Uint8Array(13);
   const view = new DataView(header.buffer);
@@ -103,4 +112,14 @@ export function grayscalePng(
     offset += part.length;
   }
   return out;
+}
+
+/** Encodes `values` ([height * width], row-major) as a PNG file. */
+export function grayscalePng(
+  values: ArrayLike<number>,
+  width: number,
+  height: number,
+  stretch: PngStretch = {},
+): Uint8Array {
+  return rgbPng(grayscaleRgb(values, width, height, stretch), width, height);
 }

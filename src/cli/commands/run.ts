@@ -17,6 +17,7 @@ interface RunCliOptions extends MethodCliOptions {
   maxBacklog: string;
   claimIdleMs: string;
   consumer?: string;
+  monitor?: string;
   summary?: string;
   rate?: string;
   workers: string;
@@ -99,6 +100,8 @@ async function run(options: RunCliOptions): Promise<void> {
     maxBacklog: integerOption('--max-backlog', options.maxBacklog),
     claimIdleMs: integerOption('--claim-idle-ms', options.claimIdleMs),
     consumerName: options.consumer,
+    monitor: options.monitor,
+    onMonitor: (url: string) => process.stderr.write(`monitor: ${url} (Prometheus: ${url}/metrics)\n`),
     stopped: () => stop,
     onResult: (_result: unknown, stats: () => import('../../pipeline/collector.js').RunStats) => {
       const now = performance.now();
@@ -169,6 +172,10 @@ export function register(program: Command): void {
     .option('--max-backlog <frames>', 'Redis: frames waiting for consumers before the producer waits', '32')
     .option('--claim-idle-ms <ms>', 'Redis: take over frames another consumer has held this long', '5000')
     .option('--consumer <name>', "Redis: this consumer's name (default host-pid)")
+    .option(
+      '--monitor <host:port>',
+      'serve the live monitor and Prometheus /metrics here (e.g. 127.0.0.1:8080; the sink side)',
+    )
     .option(
       '--summary <file.json>',
       'run summary: frames, hits, hit rate, peaks per hit, frames/s, latency, lost, duplicates',
