@@ -12,8 +12,10 @@ import { geometryForCxi } from '../../src/io/geom-cxi.js';
 import { openHdf5 } from '../../src/io/hdf5.js';
 import { parsePf8ParamsPartial, resolvePf8Params } from '../../src/peaks/pf8-params.js';
 import { runPipeline } from '../../src/pipeline/run.js';
+import { decodeZmqFrame } from '../../src/pipeline/sources/zmq.js';
 import { createChannel } from '../../src/pipeline/transports/inproc.js';
-import { haveShared, runCli, sharedPath } from '../helpers.js';
+import { haveShared, runCli, sharedPath, spawnCli } from '../helpers.js';
+import { freePort } from '../redis-server.js';
 import { geometryText } from './fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'braggflow-pipeline-'));
@@ -255,7 +257,7 @@ test('run from the simulator at a set rate, served by the shipped model; the CLI
   const bad = runCli([
     'run',
     '--source',
-    'zmq:tcp://127.0.0.1:1',
+    'udp:127.0.0.1:1',
     '--geom',
     geom,
     '--out',
@@ -264,6 +266,69 @@ test('run from the simulator at a set rate, served by the shipped model; the CLI
   assert.equal(bad.code, 2);
   assert.equal(
     bad.stderr.trim(),
-    "braggflow: --source: unknown source kind 'zmq:' (known: file:PATH, sim:PRESET)",
+    "braggflow: --source: unknown source kind 'udp:' (known: file:PATH, sim:PRESET, zmq:tcp://HOST:PORT)",
   );
+});
+
+test('zmq stream: replay pushes the file as a detector would; run --source zmq: accounts for every frame', async () => {
+  const source = await ready;
+  const port = await freePort();
+  const address = `tcp://127.0.0.1:${port}`;
+  const sender = spawnCli(['replay', source, '--geom', geom, '--to', address, '--dtype', 'uint16', '--json']);
+  const summary = await runPipeline({
+    source: `zmq:${address}`,
+    geometryPath: geom,
+    processor: { method: 'pf8', finder: { method: 'pf8', params: PF8 }, workers: 1 },
+    minPeaks: 0,
+    allFrames: true,
+    outPath: join(dir, 'zmq.cxi'),
+  });
+  const sent = await sender.done;
+  assert.equal(sent.code, 0, sent.stderr);
+  assert.equal(JSON.parse(sent.stdout).frames, 8);
+  assert.equal(summary.sourceFrames, 8);
+  assert.equal(summary.frames, 8);
+  assert.equal(summary.lost, 0);
+  // Every row names the file and event the sender read it from, in order.
+  const handle = await openHdf5(join(dir, 'zmq.cxi'));
+  assert.deepEqual(
+    Array.from((handle.file.get('/entry_1/result_1/sourceEvent') as Dataset).value as Int32Array),
+    [0, 1, 2, 3, 4, 5, 6, 7],
+  );
+  assert.deepEqual((handle.file.get('/entry_1/result_1/sourceFiles') as Dataset).value, [source]);
+  handle.release();
+  // Frames went as uint16 (rounded): the pixels written are the file's, rounded.
+  const original = await openFrameReader(source);
+  const written = await openFrameReader(join(dir, 'zmq.cxi'));
+  const a = original.readFrame(3);
+  const b = written.readFrame(3);
+  for (let i = 0; i < a.length; i += 997) assert.equal(b[i], Math.min(65535, Math.max(0, Math.round(a[i]))));
+  original.close();
+  written.close();
+});
+
+test('zmq messages that do not fit are dead letters with the reason', () => {
+  const slab: [number, number] = [2, 3];
+  const header = (h: object) => Buffer.from(JSON.stringify(h));
+  const pixels = Buffer.from(new Uint16Array(6).buffer);
+  const ok = decodeZmqFrame([header({ shape: [2, 3], dtype: 'uint16', event: 4 }), pixels], 0, 'zmq:x', slab);
+  assert.equal(ok.kind, 'frame');
+  const cases: [Buffer[], RegExp][] = [
+    [[Buffer.from('{oops')], /header is not JSON/],
+    [
+      [header({ shape: [3, 2], dtype: 'uint16' }), pixels],
+      /shape \[3,2\] is not the geometry's slab \[2, 3\]/,
+    ],
+    [[header({ shape: [2, 3], dtype: 'uint8' }), pixels], /dtype 'uint8' is not/],
+    [[header({ shape: [2, 3], dtype: 'float32' }), pixels], /12 bytes of pixels, expected 24/],
+  ];
+  for (const [parts, reason] of cases) {
+    const message = decodeZmqFrame(parts, 1, 'zmq:x', slab);
+    assert.equal(message.kind, 'error');
+    if (message.kind === 'error') assert.match(message.reason, reason);
+  }
+  assert.deepEqual(decodeZmqFrame([header({ end: true, frames: 9 })], 2, 'zmq:x', slab), {
+    kind: 'stream-end',
+    frames: 9,
+  });
 });

@@ -6,6 +6,7 @@ import * as geom from './geom.js';
 import * as inspect from './inspect.js';
 import * as model from './model.js';
 import * as peaks from './peaks.js';
+import * as replay from './replay.js';
 import * as runPipeline from './run.js';
 import * as simulate from './simulate.js';
 import * as train from './train.js';
@@ -23,6 +24,7 @@ export function registerCommands(program: Command): void {
   inspect.register(program);
   model.register(program);
   peaks.register(program);
+  replay.register(program);
   runPipeline.register(program);
   simulate.register(program);
   train.register(program);

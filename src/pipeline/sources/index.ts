@@ -1,6 +1,6 @@
 /**
- * `--source` specs to sources: `file:PATH` (or a bare path: CXI/HDF5, CBF, or a `.lst` of them) and
- * `sim:PRESET[?frames=N&seed=S&hitRate=P]`; and `paced`, which holds any source to a repetition rate
+ * `--source` specs to sources: `file:PATH` (or a bare path: CXI/HDF5, CBF, or a `.lst` of them),
+ * `sim:PRESET[?frames=N&seed=S&hitRate=P]` and `zmq:tcp://HOST:PORT` (a detector stream); and `paced`, which holds any source to a repetition rate
  * as a detector would (`--rate HZ`).
  */
 import { existsSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { UserError } from '../../util/errors.js';
 import type { Source, SourceMessage } from '../protocol.js';
 import { createFileSource, fileEntries } from './files.js';
 import { createSimSource } from './sim.js';
+import { createZmqSource } from './zmq.js';
 
 export interface SourceContext {
   geometry: Geometry;
@@ -75,7 +76,21 @@ export function openSource(spec: string, context: SourceContext): Source {
       stopped: context.stopped,
     });
   }
-  throw new UserError(`unknown source kind '${kind}:' (known: file:PATH, sim:PRESET)`, undefined, '--source');
+  if (kind === 'zmq') {
+    if (!/^(tcp|ipc):\/\/\S+$/.test(body))
+      throw new UserError(`zmq source must be zmq:tcp://HOST:PORT, got '${spec}'`, undefined, '--source');
+    return createZmqSource({
+      name: spec,
+      address: body,
+      slabShape: [context.maps.ssSize, context.maps.fsSize],
+      stopped: context.stopped,
+    });
+  }
+  throw new UserError(
+    `unknown source kind '${kind}:' (known: file:PATH, sim:PRESET, zmq:tcp://HOST:PORT)`,
+    undefined,
+    '--source',
+  );
 }
 
 /** `source` held to `hz` frames per second (frame k leaves no earlier than k / hz after the first). */
