@@ -100,6 +100,11 @@ export interface CxiWriter {
   appendExtra(name: string, row: NumericArray, rowShape?: number[]): void;
   /** Writes what was appended so far to disk (the file then reads back up to here after a crash). */
   flush(): void;
+  /**
+   * Makes `name` (an absolute path) an HDF5 external link to `target` in `file` (a path relative to
+   * this file's folder, which HDF5 resolves from the linking file's location, as CrystFEL does).
+   */
+  linkExternal(name: string, file: string, target: string): void;
   /** Writes a 1-D string dataset (under the peak group, or an absolute path) once, e.g. a file table. */
   writeStrings(name: string, values: readonly string[]): void;
   close(): void;
@@ -352,6 +357,13 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
     flush(): void {
       if (closed) throw new Error(`CXI writer for ${path} is closed`);
       guard(undefined, () => file.flush());
+    },
+    linkExternal(name: string, linkedFile: string, target: string): void {
+      if (closed) throw new Error(`CXI writer for ${path} is closed`);
+      guard(`link ${name}`, () => {
+        ensureGroup(file, parentOf(name));
+        file.create_external_link(linkedFile, target, name.replace(/^\/+/, ''));
+      });
     },
     writeStrings(name: string, values: readonly string[]): void {
       if (closed) throw new Error(`CXI writer for ${path} is closed`);

@@ -2,15 +2,25 @@
  * `braggflow peaks`: runs a peak finder over every frame of the inputs (CXI/HDF5 stacks and CBF
  * files, in order) and writes one CXI peak-table row per frame, in input order, on one thread or
  * several worker threads.
+ *
+ * Each row names the file and event it came from (`sourceFile`, `sourceEvent`, `sourceFiles` under
+ * the peak group, as `run` writes them) and carries the frame's photon energy and camera length, so
+ * several inputs never run on into one anonymous numbering. CrystFEL reads a peak table only from the
+ * file that holds the frames: a single HDF5 input read whole is linked (`/entry_1/data_1/data`, an
+ * HDF5 external link to the source); otherwise `withFrames` copies the frames in. With frames there,
+ * P.lst and P.geom are written beside P.cxi for `indexamajig --peaks=cxi`.
  */
-import { extname } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { dirname, extname, relative, resolve } from 'node:path';
 import { applyExtraMaskFiles, buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
+import { createBeamReader } from '../io/beam.js';
 import { cbfToSlab, readCbf } from '../io/cbf.js';
 import { defaultPeakGroup } from '../io/cxi-peaks.js';
-import { openFrameReader } from '../io/cxi-reader.js';
+import { defaultDataPath, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
+import { geometryForCxi } from '../io/geom-cxi.js';
 import { readUserFile, UserError } from '../util/errors.js';
 import { createWorkerPool, mapInOrder, workerScriptUrl } from '../util/worker-pool.js';
 import { createPeakFinder, maxPeaksOf, type PeakFinderSpec } from './finder.js';
@@ -37,6 +47,8 @@ export interface RunPeaksOptions {
   frames?: [number, number | undefined];
   workers?: number;
   peakGroup?: string;
+  /** Copy the frames into the output (default: link a single whole HDF5 input, else none). */
+  withFrames?: boolean;
   /** Called after each frame is written. */
   onFrame?: (done: number, total: number, frame: FrameResult) => void;
 }
@@ -61,6 +73,11 @@ export interface RunPeaksSummary {
   peaks: number;
   peaksDropped: number;
   seconds: number;
+  /** How the output holds the frames: linked to the source, copied in, or not at all (and why). */
+  frameData: 'linked' | 'copied' | 'none';
+  /** P.lst and P.geom, written when the output has the frames. */
+  lstPath?: string;
+  geomPath?: string;
 }
 
 interface FrameSource {
@@ -135,15 +152,34 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
   const maps = computePixelMaps(geometry);
   const mask = await buildRunMask(maps, options);
   const { sources, close } = await frameSources(maps, options);
+  // A single HDF5 input read whole: link its frames; else copy them on request.
+  const whole =
+    options.inputs.length === 1 &&
+    !isCbf(options.inputs[0]) &&
+    (options.frames === undefined ||
+      (options.frames[0] === 0 && (options.frames[1] ?? sources.length) >= sources.length));
+  const frameData: RunPeaksSummary['frameData'] = options.withFrames ? 'copied' : whole ? 'linked' : 'none';
   const writer = await createCxiWriter(options.outPath, {
     maxPeaks: options.spec === undefined ? (options.maxPeaks ?? 2048) : maxPeaksOf(options.spec),
     peakGroup: options.peakGroup ?? defaultPeakGroup,
+    frames: frameData === 'copied' ? { slabShape: [maps.ssSize, maps.fsSize], dtype: 'float32' } : undefined,
+    perFrameScalars: true,
   });
+  const beam = createBeamReader(geometry);
+  const files = new Map<string, number>();
   const workers = Math.max(1, options.workers ?? 1);
   let peaks = 0;
   try {
-    const record = (source: FrameSource, list: PeakList, done: number) => {
-      writer.appendFrame({ peaks: list });
+    const record = async (source: FrameSource, list: PeakList, done: number, image?: Float32Array) => {
+      const values = await beam(isCbf(source.file) ? undefined : source.file, source.frame);
+      writer.appendFrame({ peaks: list, image: frameData === 'copied' ? image : undefined, ...values });
+      let fileIndex = files.get(source.file);
+      if (fileIndex === undefined) {
+        fileIndex = files.size;
+        files.set(source.file, fileIndex);
+      }
+      writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
+      writer.appendExtra('sourceEvent', Int32Array.of(source.frame), []);
       peaks += list.count;
       options.onFrame?.(done, sources.length, { file: source.file, frame: source.frame, peaks: list });
     };
@@ -151,8 +187,10 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
     // Frames in flight (read, being found) at once, awaited and written in input order.
     const runAll = async (find: (image: Float32Array) => Promise<PeakList>, window: number) => {
       let done = 0;
+      // With frames copied in, each frame is read again when written (a finder may move its image).
       for await (const list of mapInOrder(sources, window, (source) => find(source.read()))) {
-        record(sources[done], list, done + 1);
+        const source = sources[done];
+        await record(source, list, done + 1, frameData === 'copied' ? source.read() : undefined);
         done++;
       }
     };
@@ -187,14 +225,35 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
         await pool.close();
       }
     }
+    if (files.size > 0) writer.writeStrings('sourceFiles', [...files.keys()]);
+    if (frameData === 'linked') {
+      const dataPath = options.dataPath ?? defaultDataPath;
+      writer.linkExternal(
+        defaultDataPath,
+        relative(dirname(resolve(options.outPath)), resolve(options.inputs[0])),
+        dataPath,
+      );
+    }
   } finally {
     close();
     writer.close();
+  }
+  let lstPath: string | undefined;
+  let geomPath: string | undefined;
+  if (frameData !== 'none') {
+    const base = options.outPath.replace(/\.(cxi|h5|hdf5)$/i, '');
+    lstPath = `${base}.lst`;
+    geomPath = `${base}.geom`;
+    writeFileSync(lstPath, sources.map((_, i) => `${options.outPath} //${i}\n`).join(''));
+    writeFileSync(geomPath, geometryForCxi(geometryText, options.peakGroup ?? defaultPeakGroup));
   }
   return {
     frames: sources.length,
     peaks,
     peaksDropped: writer.peaksDropped,
     seconds: (performance.now() - started) / 1000,
+    frameData,
+    lstPath,
+    geomPath,
   };
 }

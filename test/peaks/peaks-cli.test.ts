@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import type { Dataset } from 'h5wasm/node';
 import { readPeakTable } from '../../src/io/cxi-peaks.js';
+import { openFrameReader } from '../../src/io/cxi-reader.js';
 import { createCxiWriter } from '../../src/io/cxi-writer.js';
+import { openHdf5 } from '../../src/io/hdf5.js';
 import { createPeakList } from '../../src/peaks/peak-list.js';
 import { createPf8Context, defaultPf8Params, peakfinder8 } from '../../src/peaks/peakfinder8.js';
 import { needsShared, runCli, sharedPath } from '../helpers.js';
@@ -199,4 +203,97 @@ test('peaks on the real CSPAD frame: CXI and CBF inputs, pf8 and dispersion', ne
   assert.equal(dispersion.code, 0, dispersion.stderr);
   const spots = await readPeakTable(out);
   assert.ok(spots[0].count > 150 && spots[0].count < 200, `${spots[0].count} spots`);
+});
+
+test('peaks --out: rows name their file and event; one whole input is linked for CrystFEL, several are copied with --with-frames', async () => {
+  const { path, frames } = await framesReady;
+  // One input read whole: /entry_1/data_1/data is an external link to it, with P.lst and P.geom.
+  const linked = join(dir, 'linked.cxi');
+  const one = runCli([
+    'peaks',
+    '--geom',
+    geomPath,
+    '--in',
+    path,
+    '--out',
+    linked,
+    '--threshold',
+    '100',
+    '--json',
+  ]);
+  assert.equal(one.code, 0, one.stderr);
+  assert.equal(JSON.parse(one.stdout).frameData, 'linked');
+  const reader = await openFrameReader(linked);
+  assert.equal(reader.frameCount, 3);
+  assert.deepEqual(reader.readFrame(2), frames[2]);
+  reader.close();
+  assert.equal(
+    readFileSync(join(dir, 'linked.lst'), 'utf8'),
+    `${linked} //0\n${linked} //1\n${linked} //2\n`,
+  );
+  assert.match(readFileSync(join(dir, 'linked.geom'), 'utf8'), /^peak_list = \/entry_1\/result_1$/m);
+  // Two inputs: rows keep their own file and event; frames only with --with-frames.
+  const both = join(dir, 'both.cxi');
+  const two = runCli([
+    'peaks',
+    '--geom',
+    geomPath,
+    '--in',
+    path,
+    path,
+    '--frames',
+    '1:5',
+    '--out',
+    both,
+    '--threshold',
+    '100',
+  ]);
+  assert.equal(two.code, 0, two.stderr);
+  assert.match(two.stdout, /names each row's file and event \(sourceFile, sourceEvent\); give --with-frames/);
+  const handle = await openHdf5(both);
+  assert.deepEqual(
+    Array.from((handle.file.get('/entry_1/result_1/sourceEvent') as Dataset).value as Int32Array),
+    [1, 2, 0, 1],
+  );
+  assert.deepEqual(
+    Array.from((handle.file.get('/entry_1/result_1/sourceFile') as Dataset).value as Int32Array),
+    [0, 0, 0, 0],
+  );
+  assert.equal(handle.file.get('/entry_1/data_1/data'), null);
+  handle.release();
+  const held = join(dir, 'held.cxi');
+  const copy = runCli([
+    'peaks',
+    '--geom',
+    geomPath,
+    '--in',
+    path,
+    path,
+    '--frames',
+    '1:5',
+    '--out',
+    held,
+    '--threshold',
+    '100',
+    '--with-frames',
+  ]);
+  assert.equal(copy.code, 0, copy.stderr);
+  const heldReader = await openFrameReader(held);
+  assert.equal(heldReader.frameCount, 4);
+  assert.deepEqual(heldReader.readFrame(2), frames[0]);
+  heldReader.close();
+  // Debian's h5py (CrystFEL's HDF5) follows the link too.
+  const python = spawnSync('/usr/bin/python3', ['-c', 'import h5py'], { encoding: 'utf8' });
+  if (python.status === 0) {
+    const check = spawnSync(
+      '/usr/bin/python3',
+      [
+        '-c',
+        "import sys, h5py\nf = h5py.File(sys.argv[1], 'r')\nprint(f['/entry_1/data_1/data'].shape[0], len(f['/entry_1/result_1/nPeaks']))",
+        linked,
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(check.stdout.trim(), '3 3', check.stderr);
+  }
 });

@@ -254,15 +254,7 @@ test('run from the simulator at a set rate, served by the shipped model; the CLI
     summary.rows,
   );
   handle.release();
-  const bad = runCli([
-    'run',
-    '--source',
-    'udp:127.0.0.1:1',
-    '--geom',
-    geom,
-    '--out',
-    join(dir, 'x.cxi'),
-  ]);
+  const bad = runCli(['run', '--source', 'udp:127.0.0.1:1', '--geom', geom, '--out', join(dir, 'x.cxi')]);
   assert.equal(bad.code, 2);
   assert.equal(
     bad.stderr.trim(),

@@ -2,6 +2,7 @@
 // faults a facility sees: a consumer killed, a producer faster than the consumers, a corrupt frame,
 // Redis restarted, the sink killed. Counts are exact: every frame once in the output.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -382,6 +383,23 @@ test(
     const acknowledged = Number(await (redis as Redis).hget(keys.sink, 'partRows:1'));
     const left = await readPeakTable(out);
     assert.ok(left.length >= acknowledged, `${left.length} rows on disk, ${acknowledged} acknowledged`);
+    // The writer's promise, checked with Debian's h5py where it is installed: the file a SIGKILL
+    // left reads up to its last flush.
+    const python = spawnSync('/usr/bin/python3', ['-c', 'import h5py'], { encoding: 'utf8' });
+    if (python.status === 0) {
+      const check = spawnSync(
+        '/usr/bin/python3',
+        [
+          '-c',
+          "import sys, h5py\nf = h5py.File(sys.argv[1], 'r')\nprint(len(f['/entry_1/result_1/nPeaks']), f['/entry_1/data_1/data'].shape[0])",
+          out,
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(check.status, 0, check.stderr);
+      const [rows, frames] = check.stdout.trim().split(' ').map(Number);
+      assert.ok(rows >= acknowledged && frames >= acknowledged, check.stdout);
+    }
     const second = spawnCli(sinkArgs);
     const [done] = await Promise.all([second.done, consumer.done, producer.done]);
     assert.equal(done.code, 0, done.stderr);

@@ -17,6 +17,7 @@ interface PeaksCliOptions extends MethodCliOptions {
   mask?: string[];
   frames?: string;
   workers: string;
+  withFrames?: boolean;
   json?: boolean;
 }
 
@@ -70,6 +71,7 @@ async function run(options: PeaksCliOptions): Promise<void> {
     maskFiles: options.mask,
     frames: options.frames === undefined ? undefined : parseFrameRange(options.frames),
     workers,
+    withFrames: options.withFrames,
     onFrame: recorder.onFrame,
   });
   recorder.stop();
@@ -95,6 +97,9 @@ function printSummary(
       peakCount: summary.peaks,
       peaksDropped: summary.peaksDropped,
       seconds: summary.seconds,
+      frameData: summary.frameData,
+      lst: summary.lstPath,
+      geom: summary.geomPath,
       frames,
     });
     return;
@@ -102,6 +107,15 @@ function printSummary(
   process.stdout.write(
     `${summary.frames} frames, ${summary.peaks} peaks (${(summary.peaks / Math.max(1, summary.frames)).toFixed(1)} per frame) -> ${options.out} in ${summary.seconds.toFixed(2)} s\n`,
   );
+  if (summary.frameData !== 'none')
+    process.stdout.write(
+      `${options.out} ${summary.frameData === 'linked' ? 'links the frames of its input' : 'holds the frames'}; ` +
+        `indexamajig -i ${summary.lstPath} -g ${summary.geomPath} --peaks=cxi reads it\n`,
+    );
+  else if (options.in.length > 1 || options.frames !== undefined)
+    process.stdout.write(
+      `${options.out} names each row's file and event (sourceFile, sourceEvent); give --with-frames to hold the frames for CrystFEL\n`,
+    );
   if (summary.peaksDropped > 0)
     process.stdout.write(`${summary.peaksDropped} peaks beyond the table width were left out\n`);
 }
@@ -141,6 +155,7 @@ async function runPeakNet(options: PeaksCliOptions): Promise<void> {
     dataPath: options.dataPath,
     maskFiles: options.mask,
     frames: options.frames === undefined ? undefined : parseFrameRange(options.frames),
+    withFrames: options.withFrames,
     onFrame: recorder.onFrame,
   });
   recorder.stop();
@@ -174,6 +189,10 @@ export function register(program: Command): void {
       '--workers <n>',
       "worker threads (frames in parallel, output in input order; peaknet: one onnxruntime thread each, 1 = this thread with onnxruntime's threads)",
       '1',
+    )
+    .option(
+      '--with-frames',
+      'copy the frames into the output (a single whole HDF5 input is linked without it)',
     )
     .option('--json', "print the parameters and every frame's peaks as JSON");
   addMethodOptions(command).action(run);

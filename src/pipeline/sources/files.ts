@@ -8,9 +8,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
+import { createBeamReader } from '../../io/beam.js';
 import { cbfToSlab, readCbf } from '../../io/cbf.js';
-import { type FrameReader, openFrameReader, readPerFrameScalar } from '../../io/cxi-reader.js';
-import { type Geometry, photonEnergyEvFromStored } from '../../io/geom.js';
+import { type FrameReader, openFrameReader } from '../../io/cxi-reader.js';
+import type { Geometry } from '../../io/geom.js';
 import { UserError } from '../../util/errors.js';
 import type { SourceMessage } from '../protocol.js';
 
@@ -58,26 +59,9 @@ export interface FileSourceOptions {
   dataPath?: string;
 }
 
-/** Per-frame beam values the geometry reads from the data file, else its literal values. */
-function beamReader(geometry: Geometry) {
-  const energy = geometry.panels[0]?.photonEnergy ?? geometry.photonEnergy;
-  const clen = geometry.panels[0]?.clen ?? geometry.clen;
-  return async (path: string | undefined, event: number) => {
-    let photonEnergyEv: number | undefined;
-    let clenM: number | undefined;
-    if (energy?.kind === 'value') photonEnergyEv = energy.photonEnergyEv;
-    else if (energy?.kind === 'path' && path !== undefined)
-      photonEnergyEv = photonEnergyEvFromStored(energy, await readPerFrameScalar(path, energy.path, event));
-    if (clen?.kind === 'value') clenM = clen.clenM;
-    else if (clen?.kind === 'path' && path !== undefined)
-      clenM = (await readPerFrameScalar(path, clen.path, event)) * clen.scaleToM;
-    return { photonEnergyEv, clenM };
-  };
-}
-
 export function createFileSource(options: FileSourceOptions) {
   const { name, entries, slabShape } = options;
-  const beam = beamReader(options.geometry);
+  const beam = createBeamReader(options.geometry);
   const pixels = slabShape[0] * slabShape[1];
   return {
     name,
