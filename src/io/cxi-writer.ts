@@ -68,6 +68,13 @@ export interface CxiWriterOptions {
   perFrameScalars?: boolean;
   /** Flush to disk every this many frames (default 8); close always flushes. */
   flushEvery?: number;
+  /**
+   * For a writer that may be killed mid-run (a pipeline sink): peak tables in one-row chunks without
+   * compression, so rows written after the last flush never share a chunk, or a compressed block,
+   * with rows before it; a killed file then reads back (unflushed rows may read as zeros). Costs
+   * ~3x the peak tables' size on disk.
+   */
+  crashSafe?: boolean;
 }
 
 export interface CxiFrameRecord {
@@ -217,8 +224,8 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
         joinH5(peakGroup, cxiPeakDatasets[column]),
         'float32',
         [maxPeaks],
-        peakChunkFrames,
-        1,
+        options.crashSafe ? 1 : peakChunkFrames,
+        options.crashSafe ? 0 : 1,
       ),
     }));
     growing.push(counts, ...columns.map((c) => c.target));

@@ -77,8 +77,9 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
       compression: options.gzip ?? 0,
     },
     perFrameScalars: true,
-    // A killed run loses at most the frames since the last flush.
+    // A killed run loses at most the frames since the last flush, and the file still reads back.
     flushEvery: 4,
+    crashSafe: true,
   });
   const files = new Map<string, number>();
   return {

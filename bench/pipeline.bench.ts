@@ -1,0 +1,218 @@
+// The pipeline against its parts, side by side in one run on the same frames:
+// - throughput: the raw processor looping over frames in memory, against `run` (in-process) reading
+//   the same frames from their file, for pf8 (1 and 2 workers) and the shipped model; latency p50/p99;
+// - the Redis transport (a real redis-server on loopback, if installed): frames/s and MiB/s of
+//   producer -> consumer (a processor that does nothing) -> sink, against a bare XADD / XREADGROUP /
+//   XACK loop moving the same bytes, for CSPAD-sized and Jungfrau-4M-sized uint16 frames.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { defaultGeometryText } from '../src/detector/default-geometry.js';
+import { buildMask } from '../src/detector/mask-file.js';
+import { computePixelMaps } from '../src/detector/pixel-maps.js';
+import { defaultModelPath } from '../src/infer/default-model.js';
+import { openFrameReader } from '../src/io/cxi-reader.js';
+import { parseGeometry } from '../src/io/geom.js';
+import { createPeakList } from '../src/peaks/peak-list.js';
+import { parsePf8ParamsPartial, resolvePf8Params } from '../src/peaks/pf8-params.js';
+import { createCollector } from '../src/pipeline/collector.js';
+import { createProcessor, type ProcessorSpec } from '../src/pipeline/processors/finders.js';
+import type { FrameMessage, Processor, Source, SourceMessage } from '../src/pipeline/protocol.js';
+import { createResultRouter } from '../src/pipeline/results.js';
+import { runPipeline } from '../src/pipeline/run.js';
+import { consume, drainResults, ensureGroups, produce, runKeys } from '../src/pipeline/transports/redis.js';
+import { runSimulation } from '../src/simulate/run.js';
+import { startRedis } from '../test/redis-server.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'braggflow-bench-pipeline-'));
+const geom = join(dir, 'quad.geom');
+writeFileSync(geom, defaultGeometryText);
+const geometry = parseGeometry(defaultGeometryText, geom);
+const maps = computePixelMaps(geometry);
+const runPath = join(dir, 'run.cxi');
+await runSimulation({
+  geometry,
+  geometryText: defaultGeometryText,
+  frames: 16,
+  seed: 5,
+  hitRate: 0.75,
+  preset: 'lysozyme',
+  outPath: runPath,
+  workers: 2,
+});
+const reader = await openFrameReader(runPath);
+const frames = Array.from({ length: reader.frameCount }, (_, i) => reader.readFrame(i));
+reader.close();
+const mask = await buildMask(maps, { dataFile: runPath });
+const pf8 = resolvePf8Params(
+  {},
+  parsePf8ParamsPartial({ threshold: '5', 'min-snr': '6', 'min-pix-count': '1', 'local-bg-radius': '4' }),
+);
+
+/** The processor over frames held in memory, `concurrency` in flight: its own ceiling. */
+async function raw(spec: ProcessorSpec, count: number): Promise<number> {
+  const processor = await createProcessor(spec, { geometryText: defaultGeometryText, maps, mask });
+  const frame = (i: number): FrameMessage => ({
+    kind: 'frame',
+    id: { source: 'bench', file: '', event: i },
+    seq: i,
+    slabShape: [maps.ssSize, maps.fsSize],
+    pixels: frames[i % frames.length],
+    sentAtMs: Date.now(),
+  });
+  await processor.process(frame(0)); // warm-up
+  const start = performance.now();
+  const inFlight: Promise<unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    inFlight.push(processor.process(frame(i)));
+    if (inFlight.length >= processor.concurrency) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+  const seconds = (performance.now() - start) / 1000;
+  await processor.release();
+  return count / seconds;
+}
+
+const rows: string[] = [];
+const cases: [string, ProcessorSpec][] = [
+  ['pf8, 1 worker (this thread)', { method: 'pf8', finder: { method: 'pf8', params: pf8 }, workers: 1 }],
+  ['pf8, 2 worker threads', { method: 'pf8', finder: { method: 'pf8', params: pf8 }, workers: 2 }],
+  ['peaknet (shipped), this thread', { method: 'peaknet', modelPath: defaultModelPath(), workers: 1 }],
+];
+for (const [label, spec] of cases) {
+  const count = spec.method === 'peaknet' ? 16 : 48;
+  const alone = await raw(spec, count);
+  // The pipeline reads the file, as many passes as needed for `count` frames (a list of the file).
+  const list = join(dir, 'frames.lst');
+  writeFileSync(
+    list,
+    Array.from({ length: count }, (_, i) => `${runPath} //${i % frames.length}`).join('\n'),
+  );
+  const summary = await runPipeline({
+    source: `file:${list}`,
+    geometryPath: geom,
+    processor: spec,
+    outPath: join(dir, 'out.cxi'),
+  });
+  const inPipeline = summary.frames / summary.seconds;
+  rows.push(
+    `| ${label} | ${count} | ${alone.toFixed(2)} | ${inPipeline.toFixed(2)} | ${(inPipeline / alone).toFixed(2)} | ${summary.latencyMs.p50.toFixed(0)} / ${summary.latencyMs.p99.toFixed(0)} |`,
+  );
+}
+
+// ---- Redis ------------------------------------------------------------------------------------
+const redisRows: string[] = [];
+let redisNote = '';
+try {
+  const server = await startRedis();
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  const idle: Processor = {
+    description: 'nothing',
+    concurrency: 1,
+    process: async () => ({ peaks: createPeakList(0), hit: false }),
+    release: async () => {},
+  };
+  for (const [label, shape] of [
+    ['CSPAD (1480 x 1552)', [1480, 1552]],
+    ['Jungfrau 4M (2048 x 2048)', [2048, 2048]],
+  ] as [string, [number, number]][]) {
+    const count = 40;
+    const frame = new Uint16Array(shape[0] * shape[1]).map((_, i) => i & 0x3ff);
+    const bytes = frame.byteLength;
+    // Bare: XADD the bytes, XREADGROUP them, XACK + XDEL.
+    const bareKey = `bare:${label}`;
+    await redis.xgroup('CREATE', bareKey, 'g', '0', 'MKSTREAM');
+    const payload = Buffer.from(frame.buffer);
+    const bareStart = performance.now();
+    const readerConnection = redis.duplicate();
+    const reading = (async () => {
+      let got = 0;
+      while (got < count) {
+        const reply = (await readerConnection.xreadgroupBuffer(
+          'GROUP',
+          'g',
+          'c',
+          'COUNT',
+          4,
+          'BLOCK',
+          1000,
+          'STREAMS',
+          bareKey,
+          '>',
+        )) as [Buffer, [Buffer, Buffer[]][]][] | null;
+        for (const [, entries] of reply ?? []) {
+          for (const [id] of entries) {
+            await redis.multi().xack(bareKey, 'g', id).xdel(bareKey, id).exec();
+            got++;
+          }
+        }
+      }
+    })();
+    for (let i = 0; i < count; i++) await redis.xaddBuffer(bareKey, '*', 'p', payload);
+    await reading;
+    const bareS = (performance.now() - bareStart) / 1000;
+    readerConnection.disconnect();
+    // The transport: produce -> consume (no processing) -> sink accounting.
+    const keys = runKeys(`bench-${shape[0]}`);
+    const source: Source = {
+      name: 'bench',
+      async *messages(): AsyncGenerator<SourceMessage> {
+        for (let i = 0; i < count; i++)
+          yield {
+            kind: 'frame',
+            id: { source: 'bench', file: '', event: i },
+            seq: i,
+            slabShape: shape,
+            pixels: frame,
+            sentAtMs: Date.now(),
+          };
+        yield { kind: 'end', source: 'bench', frames: count };
+      },
+    };
+    const connections = [0, 1, 2].map(() => new Redis(server.url, { maxRetriesPerRequest: null }));
+    await ensureGroups(connections[0], keys);
+    const benchMaps = computePixelMaps(parseGeometry(defaultGeometryText, geom));
+    const collector = createCollector(benchMaps);
+    const router = createResultRouter([{ write: () => {}, close: () => {} }], collector);
+    const start = performance.now();
+    await Promise.all([
+      produce(connections[0], keys, source, { maxBacklog: 8 }),
+      consume(connections[1], keys, idle, { name: 'bench' }),
+      drainResults(connections[2], keys, router, { flush: () => {} }),
+    ]);
+    const ourS = (performance.now() - start) / 1000;
+    for (const c of connections) c.disconnect();
+    const mib = (count * bytes) / 2 ** 20;
+    redisRows.push(
+      `| ${label}, uint16, ${(bytes / 2 ** 20).toFixed(1)} MiB | ${(count / bareS).toFixed(1)} | ${(mib / bareS).toFixed(0)} | ${(count / ourS).toFixed(1)} | ${(mib / ourS).toFixed(0)} | ${(bareS / ourS).toFixed(2)} |`,
+    );
+  }
+  redis.disconnect();
+  await server.close();
+} catch (error) {
+  redisNote = `Redis section skipped: ${(error as Error).message.split('\n')[0]}`;
+}
+rmSync(dir, { recursive: true, force: true });
+
+process.stdout.write(`<!-- bench: pipeline -->
+## Pipeline (\`braggflow run\`) against its processor, and the Redis transport against bare Redis
+
+The embedded 1-Mpixel detector, 16 simulated lysozyme frames (reused in order); "alone" is the
+processor over the frames in memory, as many in flight as it takes; "run" is \`braggflow run\`
+in-process reading the same frames from their CXI through a \`.lst\`, writing the hits' CXI. Goal: run
+at least 0.9 of alone.
+
+| processor | frames | alone, frames/s | run, frames/s | run / alone | latency p50 / p99, ms |
+|---|---:|---:|---:|---:|---:|
+${rows.join('\n')}
+
+Redis Streams on loopback (one producer, one consumer that does nothing, the sink's accounting),
+40 frames each, against a bare XADD / XREADGROUP / XACK+XDEL loop moving the same bytes.
+${redisNote}
+
+| frame | bare frames/s | bare MiB/s | transport frames/s | transport MiB/s | transport / bare |
+|---|---:|---:|---:|---:|---:|
+${redisRows.join('\n')}
+
+`);
