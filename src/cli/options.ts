@@ -29,3 +29,12 @@ export function numberOption(flag: string, text: string, min = 0): number {
   }
   return value;
 }
+
+/** A repetition rate in Hz (`--rate`): positive and finite; undefined when not given. */
+export function rateOption(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (text.trim() === '' || !(value > 0) || !Number.isFinite(value))
+    throw new UserError(`must be a positive rate in Hz, got '${text}'`, undefined, '--rate');
+  return value;
+}

@@ -321,6 +321,12 @@ export async function runPipelineRoles(options: PipelineOptions): Promise<RoleRe
     connections.push(redis);
     return redis;
   };
+  // A consumer or the sink joins the run the producer published: its geometry, mask and streams.
+  const joinRun = async (redis: import('ioredis').Redis) => {
+    const meta = await redisModule.readMeta(redis, keys);
+    await redisModule.ensureGroups(redis, keys);
+    return { meta, maps: computePixelMaps(parseGeometry(meta.geometryText, meta.geometryName)) };
+  };
   try {
     const tasks: Promise<void>[] = [];
     if (role === 'producer' || role === 'all') {
@@ -344,9 +350,7 @@ export async function runPipelineRoles(options: PipelineOptions): Promise<RoleRe
       const redis = connect();
       tasks.push(
         (async () => {
-          const meta = await redisModule.readMeta(redis, keys);
-          await redisModule.ensureGroups(redis, keys);
-          const maps = computePixelMaps(parseGeometry(meta.geometryText, meta.geometryName));
+          const { meta, maps } = await joinRun(redis);
           const processor = await processorFor(options, {
             geometryText: meta.geometryText,
             geometryName: meta.geometryName,
@@ -370,9 +374,7 @@ export async function runPipelineRoles(options: PipelineOptions): Promise<RoleRe
       const redis = connect();
       tasks.push(
         (async () => {
-          const meta = await redisModule.readMeta(redis, keys);
-          await redisModule.ensureGroups(redis, keys);
-          const maps = computePixelMaps(parseGeometry(meta.geometryText, meta.geometryName));
+          const { meta, maps } = await joinRun(redis);
           const restored = await redisModule.loadSinkState(redis, keys);
           const side = await sinkSide(options, meta.geometryText, maps, restored);
           try {

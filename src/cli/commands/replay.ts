@@ -11,19 +11,15 @@ interface ReplayCliOptions {
 }
 
 async function run(inputs: string[], options: ReplayCliOptions): Promise<void> {
-  const [{ replay }, { UserError }] = await Promise.all([
+  const [{ replay }, { UserError }, { rateOption }] = await Promise.all([
     import('../../pipeline/replay.js'),
     import('../../util/errors.js'),
+    import('../options.js'),
   ]);
   const dtype = options.dtype;
   if (dtype !== 'float32' && dtype !== 'uint16' && dtype !== 'int16' && dtype !== 'int32')
     throw new UserError(`must be float32, uint16, int16 or int32, got '${dtype}'`, undefined, '--dtype');
-  let rateHz: number | undefined;
-  if (options.rate !== undefined) {
-    rateHz = Number(options.rate);
-    if (options.rate.trim() === '' || !(rateHz > 0) || !Number.isFinite(rateHz))
-      throw new UserError(`must be a positive rate in Hz, got '${options.rate}'`, undefined, '--rate');
-  }
+  const rateHz = rateOption(options.rate);
   process.stderr.write(`replay: binding ${options.to}; frames go out as a receiver connects\n`);
   const report = await replay({
     inputs,

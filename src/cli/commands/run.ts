@@ -31,11 +31,9 @@ interface RunCliOptions extends MethodCliOptions {
 }
 
 async function run(options: RunCliOptions): Promise<void> {
-  const [{ runPipeline, runPipelineRoles }, { integerOption }, { UserError }] = await Promise.all([
-    import('../../pipeline/run.js'),
-    import('../options.js'),
-    import('../../util/errors.js'),
-  ]);
+  const [{ runPipeline, runPipelineRoles }, { integerOption, rateOption }, { UserError }] = await Promise.all(
+    [import('../../pipeline/run.js'), import('../options.js'), import('../../util/errors.js')],
+  );
   const workers = integerOption('--workers', options.workers);
   const redis = options.transport !== 'inproc';
   const role = options.role;
@@ -58,12 +56,7 @@ async function run(options: RunCliOptions): Promise<void> {
   for (const [key, flag, needed] of needs)
     if (needed && options[key] === undefined)
       throw new UserError(`is required${role === 'all' ? '' : ` for --role ${role}`}`, undefined, flag);
-  let rateHz: number | undefined;
-  if (options.rate !== undefined) {
-    rateHz = Number(options.rate);
-    if (options.rate.trim() === '' || !(rateHz > 0) || !Number.isFinite(rateHz))
-      throw new UserError(`must be a positive rate in Hz, got '${options.rate}'`, undefined, '--rate');
-  }
+  const rateHz = rateOption(options.rate);
   const processor =
     options.method === 'peaknet'
       ? { method: 'peaknet' as const, ...(await resolvePeakNetOptions(options)), workers }

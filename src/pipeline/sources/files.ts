@@ -68,63 +68,54 @@ export function createFileSource(options: FileSourceOptions) {
     async *messages(): AsyncGenerator<SourceMessage> {
       let seq = 0;
       for (const entry of entries) {
+        // Each entry: its events and how to read one (a CBF is one frame; a stack, all or one event).
+        let events: number[];
+        let read: (event: number) => Float32Array;
+        let close = () => {};
         if (isCbfPath(entry.path)) {
-          const id = { source: name, file: entry.path, event: 0 };
-          try {
+          events = [0];
+          read = () => {
             const slab = cbfToSlab(readCbf(entry.path));
             if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
               throw new UserError(
                 `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
                 entry.path,
               );
-            const values = Float32Array.from(slab.data);
-            yield {
-              kind: 'frame',
-              id,
-              seq: seq++,
-              slabShape,
-              pixels: values,
-              ...(await beam(undefined, 0)),
-              sentAtMs: Date.now(),
-            };
-          } catch (error) {
-            yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
-          }
-          continue;
-        }
-        let reader: FrameReader;
-        try {
-          reader = await openFrameReader(entry.path, {
-            dataPath: options.dataPath,
-            expectedSlabShape: slabShape,
-          });
-        } catch (error) {
-          // The whole file is unreadable: one dead letter for it (its frames cannot be counted).
-          yield {
-            kind: 'error',
-            id: { source: name, file: entry.path, event: entry.event ?? 0 },
-            seq: seq++,
-            reason: reasonOf(error),
+            return Float32Array.from(slab.data);
           };
-          continue;
-        }
-        try {
-          const events =
+        } else {
+          let reader: FrameReader;
+          try {
+            reader = await openFrameReader(entry.path, {
+              dataPath: options.dataPath,
+              expectedSlabShape: slabShape,
+            });
+          } catch (error) {
+            // The whole file is unreadable: one dead letter for it (its frames cannot be counted).
+            const id = { source: name, file: entry.path, event: entry.event ?? 0 };
+            yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
+            continue;
+          }
+          events =
             entry.event === undefined
               ? Array.from({ length: reader.frameCount }, (_, i) => i)
               : [entry.event];
+          read = (event) => reader.readFrame(event, new Float32Array(pixels));
+          close = () => reader.close();
+        }
+        try {
           for (const event of events) {
             const id = { source: name, file: entry.path, event };
             try {
-              const values = new Float32Array(pixels);
-              reader.readFrame(event, values);
+              const values = read(event);
+              const beamValues = await beam(isCbfPath(entry.path) ? undefined : entry.path, event);
               yield {
                 kind: 'frame',
                 id,
                 seq: seq++,
                 slabShape,
                 pixels: values,
-                ...(await beam(entry.path, event)),
+                ...beamValues,
                 sentAtMs: Date.now(),
               };
             } catch (error) {
@@ -132,7 +123,7 @@ export function createFileSource(options: FileSourceOptions) {
             }
           }
         } finally {
-          reader.close();
+          close();
         }
       }
       yield { kind: 'end', source: name, frames: seq };
