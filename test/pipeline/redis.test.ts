@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import type { Dataset } from 'h5wasm/node';
 import { Redis } from 'ioredis';
 import { computePixelMaps } from '../../src/detector/pixel-maps.js';
@@ -23,7 +23,7 @@ import {
   encodeResultMessage,
   encodeSourceMessage,
 } from '../../src/pipeline/transports/redis-codec.js';
-import { spawnCli } from '../helpers.js';
+import { type CliProcess, spawnCli } from '../helpers.js';
 import { type RedisServer, redisSkip, startRedis } from '../redis-server.js';
 import { geometryText } from './fixtures.js';
 
@@ -48,6 +48,19 @@ after(async () => {
   redis?.disconnect();
   await server?.close();
   rmSync(dir, { recursive: true, force: true });
+});
+
+// Every role a test starts is killed when the test ends, pass or fail: a leftover would keep
+// retrying its Redis connection and hold the test file open.
+const children: CliProcess[] = [];
+function spawnTracked(args: string[]): CliProcess {
+  const child = spawnCli(args);
+  children.push(child);
+  return child;
+}
+afterEach(() => {
+  for (const { child } of children.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -269,10 +282,10 @@ test('two consumers, one killed (SIGKILL) holding frames: the other takes them o
     '--claim-idle-ms',
     '400',
   ];
-  const sink = spawnCli([...base, '--role', 'sink', '--out', out, '--json']);
-  const a = spawnCli([...consumerArgs, '--consumer', 'A']);
-  const b = spawnCli([...consumerArgs, '--consumer', 'B']);
-  const producer = spawnCli([
+  const sink = spawnTracked([...base, '--role', 'sink', '--out', out, '--json']);
+  const a = spawnTracked([...consumerArgs, '--consumer', 'A']);
+  const b = spawnTracked([...consumerArgs, '--consumer', 'B']);
+  const producer = spawnTracked([
     ...base,
     '--role',
     'producer',
@@ -286,23 +299,18 @@ test('two consumers, one killed (SIGKILL) holding frames: the other takes them o
   // Freeze A, and kill it once it is caught holding frames it has not acknowledged (tried while
   // the producer sends: 40 frames at 10 Hz).
   let killed = false;
-  try {
-    while (!killed && producer.child.exitCode === null && a.child.exitCode === null) {
-      await sleep(10);
-      a.child.kill('SIGSTOP');
-      const pending = (await r
-        .xpending(keys.frames, 'processors', '-', '+', 10, 'A')
-        .catch(() => [])) as unknown[];
-      if (pending.length > 0) {
-        a.child.kill('SIGKILL');
-        killed = true;
-      } else a.child.kill('SIGCONT');
-    }
-    assert.ok(killed, 'consumer A was never caught holding a frame');
-  } catch (error) {
-    for (const p of [a, b, sink, producer]) p.child.kill('SIGKILL');
-    throw error;
+  while (!killed && producer.child.exitCode === null && a.child.exitCode === null) {
+    await sleep(10);
+    a.child.kill('SIGSTOP');
+    const pending = (await r
+      .xpending(keys.frames, 'processors', '-', '+', 10, 'A')
+      .catch(() => [])) as unknown[];
+    if (pending.length > 0) {
+      a.child.kill('SIGKILL');
+      killed = true;
+    } else a.child.kill('SIGCONT');
   }
+  assert.ok(killed, 'consumer A was never caught holding a frame');
   const [sinkDone, , bDone] = await Promise.all([sink.done, producer.done, b.done]);
   assert.equal(sinkDone.code, 0, sinkDone.stderr);
   assert.equal(bDone.code, 0, bDone.stderr);
@@ -322,7 +330,7 @@ test('Redis restarted mid-run (append-only): the run pauses and finishes with ev
 }, async () => {
   const s = server as RedisServer;
   const out = join(dir, 'restart.cxi');
-  const cli = spawnCli([
+  const cli = spawnTracked([
     'run',
     '--transport',
     s.url,
@@ -367,8 +375,8 @@ test('the sink killed mid-run: its CXI reads back; restarted with the run id, it
   const out = join(dir, 'sink.cxi');
   const base = ['run', '--transport', url, '--run', run];
   const sinkArgs = [...base, '--role', 'sink', '--out', out, '--min-peaks', '10', '--json'];
-  const consumer = spawnCli([...base, '--role', 'consumer', '--min-peaks', '10', ...PF8_FLAGS]);
-  const producer = spawnCli([
+  const consumer = spawnTracked([...base, '--role', 'consumer', '--min-peaks', '10', ...PF8_FLAGS]);
+  const producer = spawnTracked([
     ...base,
     '--role',
     'producer',
@@ -379,7 +387,7 @@ test('the sink killed mid-run: its CXI reads back; restarted with the run id, it
     '--source',
     'sim:photosystem?frames=30&hitRate=0.6&seed=10',
   ]);
-  const first = spawnCli(sinkArgs);
+  const first = spawnTracked(sinkArgs);
   while (Number(await (redis as Redis).hget(keys.sink, 'rows').catch(() => 0)) < 3) await sleep(20);
   first.child.kill('SIGKILL');
   await first.done;
@@ -404,7 +412,7 @@ test('the sink killed mid-run: its CXI reads back; restarted with the run id, it
     const [rows, frames] = check.stdout.trim().split(' ').map(Number);
     assert.ok(rows >= acknowledged && frames >= acknowledged, check.stdout);
   }
-  const second = spawnCli(sinkArgs);
+  const second = spawnTracked(sinkArgs);
   const [done] = await Promise.all([second.done, consumer.done, producer.done]);
   assert.equal(done.code, 0, done.stderr);
   const summary = JSON.parse(done.stdout);
