@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -323,4 +323,39 @@ test('zmq messages that do not fit are dead letters with the reason', () => {
     kind: 'stream-end',
     frames: 9,
   });
+});
+
+test('run --config: the flags as a file, paths relative to it, flags on the command line win; a wrong key names the file and field', async () => {
+  const source = await ready;
+  mkdirSync(join(dir, 'cfg'), { recursive: true });
+  const config = join(dir, 'cfg', 'run.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      source: '../run.cxi',
+      geom: '../pipeline.geom',
+      out: 'from-config.cxi',
+      threshold: 20,
+      minSnr: 5,
+      minPixCount: 1,
+      minPeaks: 10,
+    }),
+  );
+  assert.equal(source, join(dir, 'run.cxi'));
+  const fromFile = runCli(['run', '--config', config, '--json']);
+  assert.equal(fromFile.code, 0, fromFile.stderr);
+  const summary = JSON.parse(fromFile.stdout);
+  assert.equal(summary.outputs.cxi, join(dir, 'cfg', 'from-config.cxi'));
+  assert.equal(summary.frames, 8);
+  assert.ok(summary.hits >= 2);
+  const overridden = runCli(['run', '--config', config, '--min-peaks', '1000', '--json']);
+  assert.equal(overridden.code, 0, overridden.stderr);
+  assert.equal(JSON.parse(overridden.stdout).hits, 0);
+  writeFileSync(config, JSON.stringify({ source: '../run.cxi', minPeak: 3 }));
+  const wrong = runCli(['run', '--config', config]);
+  assert.equal(wrong.code, 2);
+  assert.equal(
+    wrong.stderr.trim(),
+    `braggflow: ${config}: minPeak: is not a run setting (keys are the flags in camelCase)`,
+  );
 });

@@ -8,6 +8,7 @@ import {
 import { printJson } from '../output.js';
 
 interface RunCliOptions extends MethodCliOptions {
+  config?: string;
   source?: string;
   geom?: string;
   out?: string;
@@ -30,7 +31,20 @@ interface RunCliOptions extends MethodCliOptions {
   json?: boolean;
 }
 
-async function run(options: RunCliOptions): Promise<void> {
+/** Settings from `--config` where no flag was given on the command line (flags win). */
+async function withConfig(options: RunCliOptions, command: Command): Promise<RunCliOptions> {
+  if (options.config === undefined) return options;
+  const { readRunConfig } = await import('../../pipeline/config.js');
+  const merged: Record<string, unknown> = { ...options };
+  for (const [key, value] of Object.entries(readRunConfig(options.config))) {
+    if (command.getOptionValueSource(key) === 'cli') continue;
+    merged[key] = typeof value === 'number' ? String(value) : value;
+  }
+  return merged as unknown as RunCliOptions;
+}
+
+async function run(given: RunCliOptions, command: Command): Promise<void> {
+  const options = await withConfig(given, command);
   const [{ runPipeline, runPipelineRoles }, { integerOption, rateOption }, { UserError }] = await Promise.all(
     [import('../../pipeline/run.js'), import('../options.js'), import('../../util/errors.js')],
   );
@@ -185,6 +199,10 @@ export function register(program: Command): void {
       'extra mask file (nonzero = good; default dataset /data/data); repeatable',
       collect,
     )
-    .option('--json', 'print the summary as JSON');
+    .option('--json', 'print the summary as JSON')
+    .option(
+      '--config <run.json>',
+      'settings as a file: the flags in camelCase (flags given here win; paths relative to it)',
+    );
   addMethodOptions(command).action(run);
 }
