@@ -23,6 +23,7 @@ import { createResultRouter } from '../src/pipeline/results.js';
 import { runPipeline } from '../src/pipeline/run.js';
 import { consume, drainResults, ensureGroups, produce, runKeys } from '../src/pipeline/transports/redis.js';
 import { runSimulation } from '../src/simulate/run.js';
+import { spawnCli } from '../test/helpers.js';
 import { startRedis } from '../test/redis-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'braggflow-bench-pipeline-'));
@@ -103,6 +104,7 @@ for (const [label, spec] of cases) {
 
 // ---- Redis ------------------------------------------------------------------------------------
 const redisRows: string[] = [];
+const scaleRows: string[] = [];
 let redisNote = '';
 try {
   const server = await startRedis();
@@ -188,6 +190,27 @@ try {
       `| ${label}, uint16, ${(bytes / 2 ** 20).toFixed(1)} MiB | ${(count / bareS).toFixed(1)} | ${(mib / bareS).toFixed(0)} | ${(count / ourS).toFixed(1)} | ${(mib / ourS).toFixed(0)} | ${(bareS / ourS).toFixed(2)} |`,
     );
   }
+  // 1 -> 2 consumer processes (pf8, one thread each) on the same run: producer, consumers and sink
+  // are separate processes, as on separate machines; frames/s from the sink's summary (first frame
+  // sent to last frame done), the consumers started first so their start-up is not counted.
+  const list = join(dir, 'scale.lst');
+  writeFileSync(list, Array.from({ length: 48 }, (_, i) => `${runPath} //${i % frames.length}`).join('\n'));
+  for (const consumers of [1, 2]) {
+    const run = `scale-${consumers}`;
+    const base = ['run', '--transport', server.url, '--run', run];
+    const finder = ['--threshold', '5', '--min-snr', '6', '--min-pix-count', '1', '--local-bg-radius', '4'];
+    const started = Array.from({ length: consumers }, (_, i) =>
+      spawnCli([...base, '--role', 'consumer', '--consumer', `c${i}`, ...finder]),
+    );
+    const sink = spawnCli([...base, '--role', 'sink', '--out', join(dir, `${run}.cxi`), '--json']);
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    const producer = spawnCli([...base, '--role', 'producer', '--geom', geom, '--source', `file:${list}`]);
+    const [done] = await Promise.all([sink.done, producer.done, ...started.map((c) => c.done)]);
+    const summary = JSON.parse(done.stdout);
+    scaleRows.push(
+      `| ${consumers} | ${summary.frames} | ${summary.framesPerSecond.toFixed(1)} | ${summary.latencyMs.p50.toFixed(0)} / ${summary.latencyMs.p99.toFixed(0)} |`,
+    );
+  }
   redis.disconnect();
   await server.close();
 } catch (error) {
@@ -214,5 +237,13 @@ ${redisNote}
 | frame | bare frames/s | bare MiB/s | transport frames/s | transport MiB/s | transport / bare |
 |---|---:|---:|---:|---:|---:|
 ${redisRows.join('\n')}
+
+Consumers as separate processes (pf8, one thread each) on one Redis run of 48 frames of the embedded
+detector, the producer reading them from their CXI and the sink writing the hits: frames/s from the
+first frame sent to the last frame done.
+
+| consumers | frames | frames/s | latency p50 / p99, ms |
+|---|---:|---:|---:|
+${scaleRows.join('\n')}
 
 `);

@@ -1,8 +1,10 @@
 /**
- * Exact accounting where results arrive (the sink's side of any transport): each frame id counts
- * once, as a result (written by the sinks, added to the collector) or as a dead letter; a frame
- * delivered again (a transport's redelivery after a consumer died) is a duplicate and is dropped.
- * The run is complete when the sources' `end` messages have announced N frames and N are accounted.
+ * Exact accounting where results arrive (the sink's side of any transport). Each message a source
+ * sent (its `seq`) counts once: as a result (written by the sinks, added to the collector), a dead
+ * letter, or a repeat. A message delivered again (a transport's redelivery after a consumer died)
+ * is a duplicate and is dropped. A frame id the source sent twice (a list naming an event twice) is
+ * written once: the second is a repeat, accounted but not written. The run is complete when the
+ * sources' `end` messages have announced N messages and N are accounted for.
  */
 import type { Collector } from './collector.js';
 import { type EndMessage, type ErrorMessage, type FrameResult, frameKey, type Sink } from './protocol.js';
@@ -30,6 +32,7 @@ export interface RouterState {
   sourceFrames: number;
   deadLetters: number;
   duplicates: number;
+  repeats: number;
 }
 
 export function createResultRouter(
@@ -50,27 +53,39 @@ export function createResultRouter(
   let sourceFrames = before?.sourceFrames ?? 0;
   let deadLetters = before?.deadLetters ?? 0;
   let duplicates = before?.duplicates ?? 0;
-  const accountedBefore = (before?.accounted ?? 0) - (before?.deadLetters ?? 0);
-  const accounted = () => accountedBefore + collector.stats().frames + deadLetters;
+  let repeats = before?.repeats ?? 0;
+  // What the earlier life accounted besides its dead letters and repeats: its frames.
+  const framesBefore = (before?.accounted ?? 0) - (before?.deadLetters ?? 0) - (before?.repeats ?? 0);
+  const accounted = () => framesBefore + collector.stats().frames + deadLetters + repeats;
   let newKeys: string[] = [];
-  const fresh = (key: string) => {
-    if (seen.has(key)) {
-      duplicates++;
-      return false;
-    }
+  /** Adds `key` (persisted with the acknowledgements); false if it was there already. */
+  const add = (key: string) => {
+    if (seen.has(key)) return false;
     seen.add(key);
     newKeys.push(key);
     return true;
   };
+  // A message is its source and running number; a redelivery has both, a repeat only the frame id.
+  const messageKey = (m: { id: { source: string }; seq: number }) => `m:${m.id.source}\u0000${m.seq}`;
   return {
     async result(result) {
-      if (!fresh(frameKey(result.id))) return;
+      if (!add(messageKey(result))) {
+        duplicates++;
+        return;
+      }
+      if (!add(`f:${frameKey(result.id)}`)) {
+        repeats++;
+        return;
+      }
       for (const sink of sinks) await sink.write(result);
       collector.add(result);
       options.onResult?.(result);
     },
     async deadLetter(message) {
-      if (!fresh(frameKey(message.id))) return;
+      if (!add(messageKey(message))) {
+        duplicates++;
+        return;
+      }
       deadLetters++;
       collector.deadLetter(message);
       for (const sink of sinks) await sink.deadLetter?.(message);
@@ -88,13 +103,14 @@ export function createResultRouter(
     get deadLetters() {
       return deadLetters;
     },
+    /** Frames delivered or sent more than once (redeliveries and repeats), written once. */
     get duplicates() {
-      return duplicates;
+      return duplicates + repeats;
     },
     get lost() {
       return Math.max(0, sourceFrames - accounted());
     },
-    state: () => ({ accounted: accounted(), ends, sourceFrames, deadLetters, duplicates }),
+    state: () => ({ accounted: accounted(), ends, sourceFrames, deadLetters, duplicates, repeats }),
     takeNewKeys() {
       const keys = newKeys;
       newKeys = [];

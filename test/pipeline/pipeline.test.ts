@@ -10,7 +10,10 @@ import { openFrameReader } from '../../src/io/cxi-reader.js';
 import { parseGeometry, readGeometry } from '../../src/io/geom.js';
 import { geometryForCxi } from '../../src/io/geom-cxi.js';
 import { openHdf5 } from '../../src/io/hdf5.js';
+import { createPeakList } from '../../src/peaks/peak-list.js';
 import { parsePf8ParamsPartial, resolvePf8Params } from '../../src/peaks/pf8-params.js';
+import { createCollector } from '../../src/pipeline/collector.js';
+import { createResultRouter } from '../../src/pipeline/results.js';
 import { runPipeline } from '../../src/pipeline/run.js';
 import { decodeZmqFrame } from '../../src/pipeline/sources/zmq.js';
 import { createChannel } from '../../src/pipeline/transports/inproc.js';
@@ -358,4 +361,37 @@ test('run --config: the flags as a file, paths relative to it, flags on the comm
     wrong.stderr.trim(),
     `braggflow: ${config}: minPeak: is not a run setting (keys are the flags in camelCase)`,
   );
+});
+
+test('accounting: a redelivered message is a duplicate; a frame the source sent twice is written once and still accounted', async () => {
+  const maps = computePixelMaps(parseGeometry(geometryText, 'pipeline.geom'));
+  const written: number[] = [];
+  const router = createResultRouter(
+    [{ write: (r) => void written.push(r.id.event), close: () => {} }],
+    createCollector(maps),
+  );
+  const result = (event: number, seq: number) => ({
+    id: { source: 'file:run.lst', file: 'run.cxi', event },
+    seq,
+    slabShape: [maps.ssSize, maps.fsSize] as [number, number],
+    peaks: createPeakList(0),
+    hit: true,
+    sentAtMs: 0,
+    doneAtMs: 1,
+  });
+  await router.result(result(5, 0));
+  await router.result(result(5, 0)); // the transport delivered message 0 again
+  await router.result(result(5, 1)); // the list named event 5 twice
+  await router.deadLetter({
+    kind: 'error',
+    id: { source: 'file:run.lst', file: 'gone.cxi', event: 0 },
+    seq: 2,
+    reason: 'no such file',
+  });
+  router.end({ kind: 'end', source: 'file:run.lst', frames: 3 });
+  assert.deepEqual(written, [5]);
+  assert.equal(router.duplicates, 2);
+  assert.equal(router.deadLetters, 1);
+  assert.equal(router.lost, 0);
+  assert.equal(router.complete, true);
 });

@@ -320,6 +320,7 @@ export async function loadSinkState(
       sourceFrames: counts.sourceFrames ?? 0,
       deadLetters: counts.deadLetters ?? 0,
       duplicates: counts.duplicates ?? 0,
+      repeats: counts.repeats ?? 0,
     },
     counts,
   };
