@@ -27,6 +27,8 @@ export interface MaskFileOptions {
    * file do not apply and are skipped (masks in their own `mask_file` still are).
    */
   noImageFile?: boolean;
+  /** Extra mask files from the command line, `FILE[:DATASET]` (default /data/data; nonzero = good). */
+  extraFiles?: readonly string[];
 }
 
 function resolveMaskFile(name: string, geometryPath: string | undefined): string {
@@ -133,6 +135,7 @@ export async function applyMaskFiles(
 export async function buildMask(maps: PixelMaps, options: MaskFileOptions = {}): Promise<Uint8Array> {
   const mask = geometryMask(maps);
   await applyMaskFiles(mask, maps, options);
+  await applyExtraMaskFiles(mask, maps.ssSize * maps.fsSize, options.extraFiles ?? []);
   return mask;
 }
 
@@ -140,7 +143,7 @@ export async function buildMask(maps: PixelMaps, options: MaskFileOptions = {}):
  * Extra mask files given on the command line (`FILE[:DATASET]`, default dataset /data/data; nonzero
  * = good), applied to `mask` in place.
  */
-export async function applyExtraMaskFiles(
+async function applyExtraMaskFiles(
   mask: Uint8Array,
   slabPixels: number,
   specs: readonly string[],

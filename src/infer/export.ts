@@ -17,7 +17,6 @@ import { openFrameReader } from '../io/cxi-reader.js';
 import { readGeometry } from '../io/geom.js';
 import { readCheckpointInfo } from '../nn/checkpoint.js';
 import type { PeakNetModel } from '../nn/models/registry.js';
-import { buildPeakNet } from '../nn/models/registry.js';
 import { decodeModel } from '../nn/onnx/emit.js';
 import type { OnnxValueInfo } from '../nn/onnx/spec.js';
 import type { PeakList } from '../peaks/peak-list.js';
@@ -40,9 +39,9 @@ import {
 import {
   createPeakNetFinder,
   type DecisionRule,
-  modelBytesForBatch,
   type PeakNetFinder,
   type PeakNetFinderOptions,
+  peakNetFromFile,
 } from './peaknet-finder.js';
 import {
   calibrationTensors,
@@ -152,12 +151,7 @@ function fp32Source(options: ExportOptions): ModelFile {
         ? file.meta
         : { ...file.meta, decision: { ...options.decision, chosenBy: 'given' } };
     if (file.dynamicBatch && options.decision === undefined) return file;
-    const spec = decodeModel(modelBytesForBatch(file, 1), file.path);
-    const model = buildPeakNet(file.meta.config, { ...file.meta.tile, paramsAs: 'initializers' });
-    const weights = new Map(spec.initializers.map((t) => [t.name, t.values]));
-    for (const param of model.graph.params())
-      model.graph.getParam(param.name).set(weights.get(param.name) as Float32Array);
-    return modelFileInMemory(model, meta, file.path);
+    return modelFileInMemory(peakNetFromFile(file, file.meta.tile), meta, file.path);
   }
   const tile = options.tile ?? DEFAULT_TILE;
   const { model, meta } = checkpointForTile(options.checkpointPath as string, tile, {

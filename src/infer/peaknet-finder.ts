@@ -9,7 +9,7 @@
  * before that (batch 1) run a graph rebuilt for [N, 1, H, W] from their own weights.
  */
 import type { PixelMaps } from '../detector/pixel-maps.js';
-import { buildPeakNet } from '../nn/models/registry.js';
+import { buildPeakNet, type PeakNetModel } from '../nn/models/registry.js';
 import { decodeModel, encodeModel } from '../nn/onnx/emit.js';
 import { createSession, type ExecutionProvider, type HostTensor, type Session } from '../nn/runtime.js';
 import type { PeakList } from '../peaks/peak-list.js';
@@ -69,20 +69,24 @@ export function modelBytesForBatch(
       `is a ${precision} model for ${file.meta.tile.heightPx}x${file.meta.tile.widthPx} tiles; it cannot be rebuilt for ${size.heightPx}x${size.widthPx} (export an fp32 file for that tile)`,
       file.path,
     );
+  const model = peakNetFromFile(file, { batch, ...size });
+  return encodeModel(model.toOnnx(decodeModel(file.bytes, file.path).metadata));
+}
+
+/** The network of an fp32 model file, rebuilt for `batch` tiles of a size, with the file's weights. */
+export function peakNetFromFile(
+  file: ModelFile,
+  shape: { batch?: number; heightPx: number; widthPx: number },
+): PeakNetModel {
   const spec = decodeModel(file.bytes, file.path);
   const weights = new Map(spec.initializers.map((t) => [t.name, t.values]));
-  const model = buildPeakNet(file.meta.config, {
-    batch,
-    heightPx: size.heightPx,
-    widthPx: size.widthPx,
-    paramsAs: 'initializers',
-  });
+  const model = buildPeakNet(file.meta.config, { ...shape, paramsAs: 'initializers' });
   for (const param of model.graph.params()) {
     const values = weights.get(param.name);
     if (values === undefined) throw new Error(`${file.path}: initializer ${param.name} is missing`);
     model.graph.getParam(param.name).set(values as Float32Array);
   }
-  return encodeModel(model.toOnnx(spec.metadata));
+  return model;
 }
 
 export async function createPeakNetFinder(

@@ -12,7 +12,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { dirname, extname, relative, resolve } from 'node:path';
-import { applyExtraMaskFiles, buildMask } from '../detector/mask-file.js';
+import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { createBeamReader } from '../io/beam.js';
 import { cbfToSlab, readCbf } from '../io/cbf.js';
@@ -92,9 +92,7 @@ function isCbf(path: string): boolean {
 
 async function buildRunMask(maps: PixelMaps, options: RunPeaksOptions): Promise<Uint8Array> {
   const firstHdf5 = options.inputs.find((path) => !isCbf(path));
-  const mask = await buildMask(maps, { dataFile: firstHdf5 });
-  await applyExtraMaskFiles(mask, maps.ssSize * maps.fsSize, options.maskFiles ?? []);
-  return mask;
+  return buildMask(maps, { dataFile: firstHdf5, extraFiles: options.maskFiles });
 }
 
 async function frameSources(
@@ -187,10 +185,13 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
     // Frames in flight (read, being found) at once, awaited and written in input order.
     const runAll = async (find: (image: Float32Array) => Promise<PeakList>, window: number) => {
       let done = 0;
-      // With frames copied in, each frame is read again when written (a finder may move its image).
-      for await (const list of mapInOrder(sources, window, (source) => find(source.read()))) {
-        const source = sources[done];
-        await record(source, list, done + 1, frameData === 'copied' ? source.read() : undefined);
+      // Each frame is read once; with frames copied in, the finder gets a copy (it may move its image).
+      const found = mapInOrder(sources, window, async (source) => {
+        const image = source.read();
+        return { list: await find(frameData === 'copied' ? image.slice() : image), image };
+      });
+      for await (const { list, image } of found) {
+        await record(sources[done], list, done + 1, frameData === 'copied' ? image : undefined);
         done++;
       }
     };

@@ -39,6 +39,8 @@ export interface Collector {
   add(result: FrameResult): void;
   deadLetter(message: ErrorMessage): void;
   stats(): RunStats;
+  /** Frames added so far (what `stats().frames` says, without computing the rest). */
+  readonly frames: number;
   /** Recent hits (newest last), at most `keep`: the monitor's gallery. */
   recentHits(): readonly FrameResult[];
 }
@@ -122,6 +124,9 @@ export function createCollector(maps: PixelMaps, options: { keepHits?: number } 
         },
         seconds: (performance.now() - started) / 1000,
       };
+    },
+    get frames() {
+      return frames;
     },
     recentHits: () => recent,
   };

@@ -8,10 +8,11 @@ import { readFileSync } from 'node:fs';
 import { computePixelMaps } from '../detector/pixel-maps.js';
 import { parseGeometry } from '../io/geom.js';
 import { UserError } from '../util/errors.js';
+import { bytesOf } from './pixels.js';
 import type { PixelArray, Source } from './protocol.js';
 import { createFileSource, fileEntries } from './sources/files.js';
 import { paced } from './sources/index.js';
-import { loadZeromq } from './sources/zmq.js';
+import { isZmqAddress, loadZeromq } from './sources/zmq.js';
 
 export type WireDtype = 'float32' | 'uint16' | 'int16' | 'int32';
 
@@ -50,7 +51,7 @@ function convert(values: PixelArray, dtype: WireDtype): PixelArray {
 }
 
 export async function replay(options: ReplayOptions): Promise<ReplayReport> {
-  if (!/^(tcp|ipc):\/\/\S+$/.test(options.to))
+  if (!isZmqAddress(options.to))
     throw new UserError(`must be tcp://HOST:PORT, got '${options.to}'`, undefined, '--to');
   const dtype = options.dtype ?? 'float32';
   const geometry = parseGeometry(readFileSync(options.geometryPath, 'utf8'), options.geometryPath);
@@ -90,7 +91,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayReport> {
         photonEnergyEv: message.photonEnergyEv,
         clenM: message.clenM,
       };
-      const payload = Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+      const payload = bytesOf(pixels);
       await socket.send([JSON.stringify(header), payload]);
       frames++;
       bytes += payload.length;

@@ -56,7 +56,7 @@ export function createResultRouter(
   let repeats = before?.repeats ?? 0;
   // What the earlier life accounted besides its dead letters and repeats: its frames.
   const framesBefore = (before?.accounted ?? 0) - (before?.deadLetters ?? 0) - (before?.repeats ?? 0);
-  const accounted = () => framesBefore + collector.stats().frames + deadLetters + repeats;
+  const accounted = () => framesBefore + collector.frames + deadLetters + repeats;
   let newKeys: string[] = [];
   /** Adds `key` (persisted with the acknowledgements); false if it was there already. */
   const add = (key: string) => {

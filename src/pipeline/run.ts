@@ -14,7 +14,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { applyExtraMaskFiles, buildMask } from '../detector/mask-file.js';
+import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { parseGeometry } from '../io/geom.js';
 import { readUserFile } from '../util/errors.js';
@@ -115,12 +115,11 @@ async function runMask(options: PipelineOptions, sourceSpec: string, maps: Pixel
   const kind = /^[a-z]+:/.exec(sourceSpec)?.[0];
   const path = kind === undefined ? sourceSpec : kind === 'file:' ? sourceSpec.slice(5) : undefined;
   const firstHdf5 = path === undefined ? undefined : fileEntries(path).find((e) => !isCbfPath(e.path))?.path;
-  const mask = await buildMask(
-    maps,
-    firstHdf5 === undefined ? { noImageFile: true } : { dataFile: firstHdf5 },
-  );
-  await applyExtraMaskFiles(mask, maps.ssSize * maps.fsSize, options.maskFiles ?? []);
-  return mask;
+  return buildMask(maps, {
+    dataFile: firstHdf5,
+    noImageFile: firstHdf5 === undefined,
+    extraFiles: options.maskFiles,
+  });
 }
 
 async function producerSide(options: PipelineOptions): Promise<ProducerSide> {

@@ -12,8 +12,15 @@ export interface RunAccounting {
   queueDepth: number;
 }
 
-export function createRunMetrics(stats: () => RunStats, accounting: () => RunAccounting) {
+export function createRunMetrics(runStats: () => RunStats, accounting: () => RunAccounting) {
   const registry = new Registry();
+  // One scrape reads every metric: compute the run's statistics once for it (they sort latencies).
+  let cached: { atMs: number; stats: RunStats } | undefined;
+  const stats = () => {
+    const now = Date.now();
+    if (cached === undefined || now - cached.atMs > 100) cached = { atMs: now, stats: runStats() };
+    return cached.stats;
+  };
   const counter = (name: string, help: string, value: () => number) =>
     new Counter({
       name,

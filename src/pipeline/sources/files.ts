@@ -62,7 +62,6 @@ export interface FileSourceOptions {
 export function createFileSource(options: FileSourceOptions) {
   const { name, entries, slabShape } = options;
   const beam = createBeamReader(options.geometry);
-  const pixels = slabShape[0] * slabShape[1];
   return {
     name,
     async *messages(): AsyncGenerator<SourceMessage> {
@@ -100,7 +99,8 @@ export function createFileSource(options: FileSourceOptions) {
             entry.event === undefined
               ? Array.from({ length: reader.frameCount }, (_, i) => i)
               : [entry.event];
-          read = (event) => reader.readFrame(event, new Float32Array(pixels));
+          // A fresh array per frame (it travels down the pipeline): the reader's own, no second copy.
+          read = (event) => reader.readFrame(event);
           close = () => reader.close();
         }
         try {

@@ -11,7 +11,7 @@ import { UserError } from '../../util/errors.js';
 import type { Source, SourceMessage } from '../protocol.js';
 import { createFileSource, fileEntries } from './files.js';
 import { createSimSource } from './sim.js';
-import { createZmqSource } from './zmq.js';
+import { createZmqSource, isZmqAddress } from './zmq.js';
 
 export interface SourceContext {
   geometry: Geometry;
@@ -77,7 +77,7 @@ export function openSource(spec: string, context: SourceContext): Source {
     });
   }
   if (kind === 'zmq') {
-    if (!/^(tcp|ipc):\/\/\S+$/.test(body))
+    if (!isZmqAddress(body))
       throw new UserError(`zmq source must be zmq:tcp://HOST:PORT, got '${spec}'`, undefined, '--source');
     return createZmqSource({
       name: spec,

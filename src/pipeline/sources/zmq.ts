@@ -13,6 +13,7 @@
  * use: its npm package ships prebuilt add-ons, nothing is compiled.
  */
 import { UserError } from '../../util/errors.js';
+import { type PixelDtype, pixelsFrom } from '../pixels.js';
 import type { PixelArray, SourceMessage } from '../protocol.js';
 
 export interface ZmqSourceOptions {
@@ -26,12 +27,13 @@ export interface ZmqSourceOptions {
   highWaterMark?: number;
 }
 
-const TYPES: Record<string, { bytes: number; make: (b: ArrayBuffer) => PixelArray }> = {
-  uint16: { bytes: 2, make: (b) => new Uint16Array(b) },
-  int16: { bytes: 2, make: (b) => new Int16Array(b) },
-  int32: { bytes: 4, make: (b) => new Int32Array(b) },
-  float32: { bytes: 4, make: (b) => new Float32Array(b) },
-};
+/** The pixel types a stream message may carry. */
+const STREAM_DTYPES = ['uint16', 'int16', 'int32', 'float32'];
+
+/** A ZeroMQ endpoint braggflow speaks: tcp://HOST:PORT (or ipc://PATH). */
+export function isZmqAddress(text: string): boolean {
+  return /^(tcp|ipc):\/\/\S+$/.test(text);
+}
 
 /** zeromq, loaded on use (an optional dependency). */
 export async function loadZeromq(): Promise<typeof import('zeromq')> {
@@ -73,23 +75,25 @@ export function decodeZmqFrame(
   const shape = header.shape as unknown;
   if (!Array.isArray(shape) || shape.length !== 2 || shape[0] !== slabShape[0] || shape[1] !== slabShape[1])
     return fail(`shape ${JSON.stringify(shape)} is not the geometry's slab [${slabShape.join(', ')}]`);
-  const type = TYPES[String(header.dtype)];
-  if (type === undefined)
-    return fail(`dtype '${String(header.dtype)}' is not uint16, int16, int32 or float32`);
-  const bytes = parts[1];
-  const expected = slabShape[0] * slabShape[1] * type.bytes;
-  if (bytes === undefined || bytes.length !== expected)
-    return fail(
-      `${bytes?.length ?? 0} bytes of pixels, expected ${expected} (${slabShape[0]} x ${slabShape[1]} ${header.dtype})`,
+  const dtype = String(header.dtype);
+  if (!STREAM_DTYPES.includes(dtype)) return fail(`dtype '${dtype}' is not uint16, int16, int32 or float32`);
+  let pixels: PixelArray;
+  try {
+    pixels = pixelsFrom(
+      parts[1] ?? Buffer.alloc(0),
+      dtype as PixelDtype,
+      slabShape[0] * slabShape[1],
+      'frame',
     );
-  const copy = new ArrayBuffer(bytes.length);
-  new Uint8Array(copy).set(bytes);
+  } catch (error) {
+    return fail((error as Error).message);
+  }
   return {
     kind: 'frame',
     id,
     seq,
     slabShape,
-    pixels: type.make(copy),
+    pixels,
     photonEnergyEv: typeof header.photonEnergyEv === 'number' ? header.photonEnergyEv : undefined,
     clenM: typeof header.clenM === 'number' ? header.clenM : undefined,
     sentAtMs: Date.now(),
