@@ -62,27 +62,43 @@ class UnionFind {
   }
 }
 
+/**
+ * Which points may pair: a group per point (a panel index), and only points of the same group pair.
+ * A peak and a reflection on two panels that touch in the slab are never the same spot.
+ */
+export interface MatchGroups {
+  found: ArrayLike<number>;
+  reference: ArrayLike<number>;
+}
+
+/** Grid cells are keyed by one number: cell coordinates stay far below 2^20 for any real detector. */
+const CELL_KEY_STRIDE = 2 ** 21;
+
 /** Pairs (found i, reference j, distance) closer than the radius, via a grid of radius-sized cells. */
 function closePairs(
   found: PointSet,
   reference: PointSet,
   radiusPx: number,
+  groups?: MatchGroups,
 ): { i: number; j: number; d: number }[] {
   const cell = Math.max(radiusPx, 1e-9);
-  const grid = new Map<string, number[]>();
+  const grid = new Map<number, number[]>();
+  const cellOf = (fs: number, ss: number) => Math.floor(fs / cell) * CELL_KEY_STRIDE + Math.floor(ss / cell);
   for (let j = 0; j < reference.count; j++) {
-    const key = `${Math.floor(reference.fs[j] / cell)},${Math.floor(reference.ss[j] / cell)}`;
+    const key = cellOf(reference.fs[j], reference.ss[j]);
     const bucket = grid.get(key);
     if (bucket) bucket.push(j);
     else grid.set(key, [j]);
   }
   const pairs: { i: number; j: number; d: number }[] = [];
   for (let i = 0; i < found.count; i++) {
-    const cf = Math.floor(found.fs[i] / cell);
-    const cs = Math.floor(found.ss[i] / cell);
+    const key = cellOf(found.fs[i], found.ss[i]);
     for (let df = -1; df <= 1; df++) {
       for (let ds = -1; ds <= 1; ds++) {
-        for (const j of grid.get(`${cf + df},${cs + ds}`) ?? []) {
+        const bucket = grid.get(key + df * CELL_KEY_STRIDE + ds);
+        if (bucket === undefined) continue;
+        for (const j of bucket) {
+          if (groups !== undefined && groups.found[i] !== groups.reference[j]) continue;
           const d = Math.hypot(found.fs[i] - reference.fs[j], found.ss[i] - reference.ss[j]);
           if (d <= radiusPx) pairs.push({ i, j, d });
         }
@@ -92,9 +108,15 @@ function closePairs(
   return pairs;
 }
 
-export function matchPeaks(found: PointSet, reference: PointSet, radiusPx: number): MatchResult {
+/** Optimal one-to-one matching within `radiusPx`; with `groups`, only within the same group (panel). */
+export function matchPeaks(
+  found: PointSet,
+  reference: PointSet,
+  radiusPx: number,
+  groups?: MatchGroups,
+): MatchResult {
   const foundToRef = new Int32Array(found.count).fill(-1);
-  const pairs = closePairs(found, reference, radiusPx);
+  const pairs = closePairs(found, reference, radiusPx, groups);
   // Clusters over found (0..n-1) and reference (n..n+m-1) nodes.
   const clusters = new UnionFind(found.count + reference.count);
   for (const { i, j } of pairs) clusters.union(i, found.count + j);

@@ -24,6 +24,12 @@ export interface LineField<R> {
   read(rest: string): Partial<R> | string;
   /** The text after the prefix for the record's current values (CrystFEL's format). */
   write(record: R): string;
+  /**
+   * True for the lines the data engine needs (image, event, beam, cell): malformed, they are an
+   * error. Any other line that does not read is kept verbatim as an unmodelled line, with a warning,
+   * so a newer CrystFEL's variant of a line nobody needs never stops a run.
+   */
+  required?: boolean;
 }
 
 type Format = (value: number) => string;
@@ -113,8 +119,42 @@ function textField<R>(tag: string, prefix: string, key: string): LineField<R> {
 }
 
 const number = (key: string, format: Format): Slot => ({ key, format });
+
+/**
+ * `predict_refine/initial_residual` and `final_residual`: CrystFEL 0.9 writes one number (`%e`),
+ * 0.10 and later add the three components in parentheses (`%f (%f %f %f)`).
+ */
+function residualField<R>(tag: string, prefix: string, key: string): LineField<R> {
+  const partsKey = `${key}Parts`;
+  const bare = numbersField<R>(tag, prefix, '#', [number(key, exponent(6))]);
+  const withParts = numbersField<R>(tag, prefix, '# (# # #)', [
+    number(key, fixed(6)),
+    ...vector(partsKey, fixed(6)),
+  ]);
+  return {
+    tag,
+    prefix,
+    keys: [key, partsKey],
+    read(rest) {
+      const values = withParts.read(rest);
+      if (typeof values !== 'string') return values;
+      const single = bare.read(rest);
+      return typeof single === 'string'
+        ? `expected '${prefix}VALUE' or '${prefix}VALUE (VALUE VALUE VALUE)'`
+        : single;
+    },
+    write: (record) =>
+      (record as Record<string, unknown>)[partsKey] === undefined
+        ? bare.write(record)
+        : withParts.write(record),
+  };
+}
 const integer = (key: string): Slot => ({ key, format: formatInt, integer: true });
 const vector = (key: string, format: Format): Slot[] => [0, 1, 2].map((index) => ({ key, index, format }));
+
+function required<R>(field: LineField<R>): LineField<R> {
+  return { ...field, required: true };
+}
 
 const hitField: LineField<StreamChunk> = {
   tag: 'hit',
@@ -126,6 +166,7 @@ const hitField: LineField<StreamChunk> = {
     return { hit: value === 1 };
   },
   write: (chunk) => (chunk.hit ? '1' : '0'),
+  required: true,
 };
 
 /** `CrystFEL stream format 2.3`: the first line of every stream. */
@@ -148,18 +189,20 @@ export const headerOrder = [
 ];
 
 export const chunkFields: LineField<StreamChunk>[] = [
-  textField('imageFilename', 'Image filename: ', 'imageFilename'),
-  textField('event', 'Event: ', 'event'),
+  required(textField('imageFilename', 'Image filename: ', 'imageFilename')),
+  required(textField('event', 'Event: ', 'event')),
   numbersField('serial', 'Image serial number: ', '#', [integer('serial')]),
   hitField,
   textField('indexedBy', 'indexed_by = ', 'indexedBy'),
   numbersField('nIndexingTries', 'n_indexing_tries = ', '#', [integer('nIndexingTries')]),
-  numbersField('photonEnergyEv', 'photon_energy_eV = ', '#', [number('photonEnergyEv', fixed(6))]),
+  required(numbersField('photonEnergyEv', 'photon_energy_eV = ', '#', [number('photonEnergyEv', fixed(6))])),
   numbersField('beamDivergence', 'beam_divergence = ', '# rad', [number('beamDivergenceRad', exponent(2))]),
   numbersField('beamBandwidth', 'beam_bandwidth = ', '# (fraction)', [number('beamBandwidth', exponent(2))]),
-  numbersField('averageCameraLength', 'average_camera_length = ', '# m', [
-    number('averageCameraLengthM', fixed(6)),
-  ]),
+  required(
+    numbersField('averageCameraLength', 'average_camera_length = ', '# m', [
+      number('averageCameraLengthM', fixed(6)),
+    ]),
+  ),
   numbersField('numPeaks', 'num_peaks = ', '#', [integer('numPeaks')]),
   numbersField('peakResolution', 'peak_resolution = ', '# nm^-1 or # A', [
     number('peakResolutionPerNm', fixed(6)),
@@ -190,20 +233,21 @@ export const chunkOrder = [
 ];
 
 export const crystalFields: LineField<StreamCrystal>[] = [
-  numbersField('cell', 'Cell parameters ', '# # # nm, # # # deg', [
-    ...vector('cellNm', fixed(5)),
-    ...vector('anglesDeg', fixed(5)),
-  ]),
-  numbersField('astar', 'astar = ', '# # # nm^-1', vector('astarPerNm', signedFixed(7))),
-  numbersField('bstar', 'bstar = ', '# # # nm^-1', vector('bstarPerNm', signedFixed(7))),
-  numbersField('cstar', 'cstar = ', '# # # nm^-1', vector('cstarPerNm', signedFixed(7))),
+  required(
+    numbersField('cell', 'Cell parameters ', '# # # nm, # # # deg', [
+      ...vector('cellNm', fixed(5)),
+      ...vector('anglesDeg', fixed(5)),
+    ]),
+  ),
+  required(numbersField('astar', 'astar = ', '# # # nm^-1', vector('astarPerNm', signedFixed(7)))),
+  required(numbersField('bstar', 'bstar = ', '# # # nm^-1', vector('bstarPerNm', signedFixed(7)))),
+  required(numbersField('cstar', 'cstar = ', '# # # nm^-1', vector('cstarPerNm', signedFixed(7)))),
   textField('latticeType', 'lattice_type = ', 'latticeType'),
   textField('centering', 'centering = ', 'centering'),
   textField('uniqueAxis', 'unique_axis = ', 'uniqueAxis'),
   numbersField('profileRadius', 'profile_radius = ', '# nm^-1', [number('profileRadiusPerNm', fixed(5))]),
-  numbersField('finalResidual', 'predict_refine/final_residual = ', '#', [
-    number('predictRefineFinalResidual', exponent(6)),
-  ]),
+  residualField('initialResidual', 'predict_refine/initial_residual = ', 'predictRefineInitialResidual'),
+  residualField('finalResidual', 'predict_refine/final_residual = ', 'predictRefineFinalResidual'),
   numbersField('detShift', 'predict_refine/det_shift x = ', '# y = # mm', [
     number('detShiftXMm', fixed(3)),
     number('detShiftYMm', fixed(3)),
@@ -231,6 +275,7 @@ export const crystalOrder = [
   'centering',
   'uniqueAxis',
   'profileRadius',
+  'initialResidual',
   'finalResidual',
   'other',
   'detShift',

@@ -7,7 +7,13 @@ export {
   cxiColumnToCrystfel,
   cxiToCrystfelPx,
 } from './pixels.js';
-export { type ParsedStream, parseStreamText, readStream, type StreamFile } from './reader.js';
+export {
+  type ParsedStream,
+  parseStreamText,
+  readStream,
+  type StreamFile,
+  type StreamReadOptions,
+} from './reader.js';
 export { emptyPeakTable } from './tables.js';
 export * from './types.js';
 export {

@@ -23,6 +23,7 @@ import {
   FORMAT_PREFIX,
   findField,
   headerFields,
+  type LineField,
   readFieldLine,
 } from './fields.js';
 import {
@@ -32,6 +33,7 @@ import {
   reflectionHeaderLayout,
 } from './tables.js';
 import {
+  type LineRecordExtras,
   MARKERS,
   type StreamChunk,
   type StreamCrystal,
@@ -100,7 +102,53 @@ export class StreamParser {
   private reflections?: ReflectionTableBuilder;
   private tableStart = 0;
 
-  constructor(readonly file: string) {}
+  /** Keys already warned about (one warning per key and file). */
+  private warnedKeys = new Set<string>();
+
+  /**
+   * `onWarning` hears, once per key, of lines kept verbatim without being modelled: a key this
+   * reader does not know, or a known key in a form it does not read (another CrystFEL's variant).
+   * The message names the file and line.
+   */
+  constructor(
+    readonly file: string,
+    private readonly onWarning?: (message: string) => void,
+  ) {}
+
+  /**
+   * Reads a `key = value` line into its record. A line of a required field that does not read is an
+   * error; any other is kept verbatim in `otherLines` (so writing the record back reproduces it).
+   */
+  private recordLine<R extends LineRecordExtras>(
+    record: R,
+    fields: readonly LineField<R>[],
+    line: string,
+    seen: Set<string>,
+  ): void {
+    const field = findField(fields, line);
+    if (field) {
+      const duplicate = seen.has(field.tag);
+      const problem = readFieldLine(record, field, line, seen);
+      if (problem === undefined) return;
+      if (duplicate || field.required) this.fail(problem);
+      seen.delete(field.tag);
+      this.warn(field.prefix.replace(/[\s=:]+$/, ''), `${problem}; kept as it is`);
+    } else {
+      const key = /^([^=:]*?)\s*(?:=|:\s)/.exec(line)?.[1];
+      // Image header values copied into the chunk (`hdf5/...`, `header/...`) are expected unmodelled.
+      if (key && !key.startsWith('hdf5/') && !key.startsWith('header/'))
+        this.warn(key, `'${key}' is not a field this reader models; kept as it is`);
+    }
+    record.otherLines.push(line);
+    if (record.lineOrder === undefined) record.lineOrder = [];
+    record.lineOrder.push('other');
+  }
+
+  private warn(key: string, message: string): void {
+    if (this.onWarning === undefined || this.warnedKeys.has(key)) return;
+    this.warnedKeys.add(key);
+    this.onWarning(`${this.file}: line ${this.lineNumber}: ${message} (warned once per key)`);
+  }
 
   /** True once the preamble is over: `header` is final. */
   get headerComplete(): boolean {
@@ -355,14 +403,7 @@ export class StreamParser {
       case MARKERS.reflectionsEnd:
         this.fail(`'${line}' outside ${line === MARKERS.peaksEnd ? 'a peak list' : 'a crystal'}`);
     }
-    const field = findField(chunkFields, line);
-    if (field) {
-      const problem = readFieldLine(chunk, field, line, this.chunkSeen);
-      if (problem) this.fail(problem);
-      return;
-    }
-    chunk.otherLines.push(line);
-    chunk.lineOrder!.push('other');
+    this.recordLine(chunk, chunkFields, line, this.chunkSeen);
   }
 
   private crystalLine(line: string): void {
@@ -390,14 +431,7 @@ export class StreamParser {
       case MARKERS.reflectionsEnd:
         this.fail(`'${line}' inside a crystal, outside its lists`);
     }
-    const field = findField(crystalFields, line);
-    if (field) {
-      const problem = readFieldLine(crystal, field, line, this.crystalSeen);
-      if (problem) this.fail(problem);
-      return;
-    }
-    crystal.otherLines.push(line);
-    crystal.lineOrder!.push('other');
+    this.recordLine(crystal, crystalFields, line, this.crystalSeen);
   }
 }
 

@@ -38,12 +38,17 @@ export interface ParsedStream {
 }
 
 /** The file's lines, a batch per block read; the last line may lack its newline. */
-async function* lineBatches(path: string, blockBytes: number): AsyncGenerator<string[]> {
+async function* lineBatches(
+  path: string,
+  blockBytes: number,
+  onBytesRead?: (bytes: number) => void,
+): AsyncGenerator<string[]> {
   const input = createReadStream(path, { encoding: 'utf8', highWaterMark: blockBytes });
   let carry = '';
   let lines = 0;
   try {
     for await (const block of input as AsyncIterable<string>) {
+      onBytesRead?.(input.bytesRead);
       const text = carry + block;
       const batch = text.split('\n');
       carry = batch.pop() ?? '';
@@ -73,9 +78,17 @@ async function* lineBatches(path: string, blockBytes: number): AsyncGenerator<st
  * Opens a stream file: resolves once the header is read; `chunks` then reads the rest lazily. At most
  * one block of text and the chunks parsed from it are held at a time.
  */
-export async function readStream(path: string, options: { blockBytes?: number } = {}): Promise<StreamFile> {
-  const parser = new StreamParser(path);
-  const source = lineBatches(path, options.blockBytes ?? 2 ** 20);
+export interface StreamReadOptions {
+  blockBytes?: number;
+  /** Hears, once per key, of lines kept verbatim without being read (see StreamParser). */
+  onWarning?: (message: string) => void;
+  /** Bytes of the file read so far, after each block (for progress bars over a file of unknown chunks). */
+  onBytesRead?: (bytes: number) => void;
+}
+
+export async function readStream(path: string, options: StreamReadOptions = {}): Promise<StreamFile> {
+  const parser = new StreamParser(path, options.onWarning);
+  const source = lineBatches(path, options.blockBytes ?? 2 ** 20, options.onBytesRead);
   let ended = false;
   let pending: unknown;
 
@@ -134,8 +147,12 @@ export async function readStream(path: string, options: { blockBytes?: number } 
 }
 
 /** Reads a whole stream from a string; `source` names it in error messages. */
-export function parseStreamText(text: string, source = '<stream text>'): ParsedStream {
-  const parser = new StreamParser(source);
+export function parseStreamText(
+  text: string,
+  source = '<stream text>',
+  options: Pick<StreamReadOptions, 'onWarning'> = {},
+): ParsedStream {
+  const parser = new StreamParser(source, options.onWarning);
   let start = 0;
   while (start < text.length) {
     let end = text.indexOf('\n', start);

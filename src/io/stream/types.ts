@@ -113,7 +113,12 @@ export interface StreamCrystal extends LineRecordExtras {
   /** `?` when unknown, as CrystFEL writes it. */
   uniqueAxis?: string;
   profileRadiusPerNm?: number;
+  /** `predict_refine/initial_residual` (CrystFEL 0.10+), and its three components when written. */
+  predictRefineInitialResidual?: number;
+  predictRefineInitialResidualParts?: Vec3;
+  /** `predict_refine/final_residual`; CrystFEL 0.10+ adds its three components in parentheses. */
   predictRefineFinalResidual?: number;
+  predictRefineFinalResidualParts?: Vec3;
   /** `predict_refine/det_shift x = ... y = ... mm`. */
   detShiftXMm?: number;
   detShiftYMm?: number;
