@@ -130,6 +130,13 @@ export function matchPeaks(
   let matched = 0;
   let distanceSum = 0;
   for (const list of byCluster.values()) {
+    if (list.length === 1) {
+      // The common case by far (a peak near one reflection and nothing else): nothing to solve.
+      foundToRef[list[0].i] = list[0].j;
+      matched++;
+      distanceSum += list[0].d;
+      continue;
+    }
     const rows = [...new Set(list.map((p) => p.i))];
     const cols = [...new Set(list.map((p) => p.j))];
     const rowIndex = new Map(rows.map((r, k) => [r, k]));
