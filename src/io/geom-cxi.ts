@@ -5,7 +5,8 @@
  *
  *   data = /entry_1/data_1/data, dim0 = %, dim1 = ss, dim2 = fs
  *   photon_energy = /entry_1/instrument_1/source_1/photon_energy_eV   (per frame, eV)
- *   clen = /entry_1/instrument_1/detector_1/distance                  (per frame, m)
+ *   clen = /entry_1/instrument_1/detector_1/distance m                (per frame, metres: a path
+ *     without a unit is read in mm, CrystFEL's historical default)
  *   peak_list = /entry_1/result_1, peak_list_type = cxi
  *
  * Panel placement, bad regions, coffset and everything else stay. A panel's literal camera length
@@ -38,7 +39,7 @@ export function geometryForCxi(sourceText: string, peakGroup = '/entry_1/result_
     'dim1 = ss',
     'dim2 = fs',
     `photon_energy = ${photonEnergyEvPath}`,
-    `clen = ${cameraLengthPath}`,
+    `clen = ${cameraLengthPath} m`,
     `peak_list = ${peakGroup}`,
     'peak_list_type = cxi',
     '',
@@ -59,7 +60,7 @@ export function geometryForCxi(sourceText: string, peakGroup = '/entry_1/result_
       continue;
     }
     if (prefix !== '' && key === 'clen' && value.startsWith('/')) {
-      out.push(`${indent}${prefix}clen = ${cameraLengthPath} ; (source) ${line.trim()}`);
+      out.push(`${indent}${prefix}clen = ${cameraLengthPath} m ; (source) ${line.trim()}`);
       continue;
     }
     if (MASK_KEYS.test(key)) {

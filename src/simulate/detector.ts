@@ -110,28 +110,42 @@ function gaussian(random: () => number): number {
   return table[Math.floor(random() * (1 << NORMAL_TABLE_BITS))];
 }
 
-/** Draws the run's fixed detector state. */
-export function createDetectorState(
+/** The random part of the run's detector state, drawn in one fixed order (see `drawDetectorPixels`). */
+interface DetectorDraws {
+  /** As DetectorState.measured (dead pixels already cleared). */
+  measured: Uint8Array;
+  dead: number[];
+  hotList: number[];
+}
+
+/**
+ * Draws the per-run pixel state from `random`: panel gains, per-pixel gain and pedestal (into `gains`),
+ * then dead and hot pixels. It consumes the same draws with or without `gains` (the bad-pixel mask of a
+ * run needs only the dead and hot pixels, and must find the same ones as the frames' detector).
+ */
+function drawDetectorPixels(
   maps: PixelMaps,
   params: DetectorParams,
   random: () => number,
-): DetectorState {
+  gains?: { relativeGain: Float32Array; pedestalAdu: Float32Array },
+): DetectorDraws {
   const size = maps.ssSize * maps.fsSize;
   const measured = geometryMask(maps);
   const panelCount = maps.geometry.panels.length;
   const panelGain = new Float64Array(panelCount);
   for (let p = 0; p < panelCount; p++)
     panelGain[p] = Math.max(0.1, 1 + params.panelGainSpreadFraction * gaussian(random));
-  const relativeGain = new Float32Array(size);
-  const pedestalAdu = new Float32Array(size);
   const table = normalQuantiles();
   const { panelIndex } = maps;
   for (let i = 0; i < size; i++) {
     const p = panelIndex[i];
     if (p < 0) continue;
-    relativeGain[i] =
-      panelGain[p] * Math.max(0.1, 1 + params.pixelGainSpreadFraction * table[(random() * 65536) | 0]);
-    pedestalAdu[i] = params.pedestalResidualAdu * table[(random() * 65536) | 0];
+    const gainDraw = random();
+    const pedestalDraw = random();
+    if (gains === undefined) continue;
+    gains.relativeGain[i] =
+      panelGain[p] * Math.max(0.1, 1 + params.pixelGainSpreadFraction * table[(gainDraw * 65536) | 0]);
+    gains.pedestalAdu[i] = params.pedestalResidualAdu * table[(pedestalDraw * 65536) | 0];
   }
   const dead: number[] = [];
   const hotList: number[] = [];
@@ -144,6 +158,34 @@ export function createDetectorState(
     }
   }
   for (const i of dead) measured[i] = 0;
+  return { measured, dead, hotList };
+}
+
+/**
+ * The run's good pixels (1 = good) as `createDetectorState` would draw them from the same `random`: in
+ * a panel, not masked by the geometry, neither dead nor hot. Cheap (no exposure kernel, no gain maps),
+ * for the bad-pixel mask a run writes beside its frames.
+ */
+export function detectorGoodPixels(
+  maps: PixelMaps,
+  params: DetectorParams,
+  random: () => number,
+): Uint8Array {
+  const { measured, hotList } = drawDetectorPixels(maps, params, random);
+  for (const i of hotList) measured[i] = 0;
+  return measured;
+}
+
+/** Draws the run's fixed detector state. */
+export function createDetectorState(
+  maps: PixelMaps,
+  params: DetectorParams,
+  random: () => number,
+): DetectorState {
+  const size = maps.ssSize * maps.fsSize;
+  const relativeGain = new Float32Array(size);
+  const pedestalAdu = new Float32Array(size);
+  const { measured, dead, hotList } = drawDetectorPixels(maps, params, random, { relativeGain, pedestalAdu });
   const kernel = createExposureKernel(size);
   // Keep the values the packed word can hold, so truth (from relativeGain) and image agree exactly.
   for (let i = 0; i < size; i++) {

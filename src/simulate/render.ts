@@ -30,6 +30,7 @@ import {
   createDetectorState,
   type DetectorParams,
   type DetectorState,
+  detectorGoodPixels,
   exposeFrame,
   panelAduPerPhoton,
 } from './detector.js';
@@ -137,15 +138,21 @@ export interface RenderedFrame {
 const levelScale = (options: ImagingOptions): number =>
   options.background === 'none' ? 0 : options.background === 'heavy' ? options.heavyBackgroundScale : 1;
 
+/** The run's render stream: the jet and beamstop-arm angles, then the detector state's draws. */
+function runRandom(runSeed: number): { random: () => number; jetAngleRad: number; armAngleRad: number } {
+  const random = seededRandom(runSeed ^ 0x5eed1e55);
+  const jetAngleRad = random() * Math.PI;
+  const armAngleRad = random() * 2 * Math.PI;
+  return { random, jetAngleRad, armAngleRad };
+}
+
 /** Per-run fixed detector state; every random choice comes from `runSeed`. */
 export function createRenderContext(
   maps: PixelMaps,
   options: ImagingOptions,
   runSeed: number,
 ): RenderContext {
-  const random = seededRandom(runSeed ^ 0x5eed1e55);
-  const jetAngleRad = random() * Math.PI;
-  const armAngleRad = random() * 2 * Math.PI;
+  const { random, jetAngleRad, armAngleRad } = runRandom(runSeed);
   const detector = createDetectorState(maps, options, random);
   const size = maps.ssSize * maps.fsSize;
   return {
@@ -161,6 +168,14 @@ export function createRenderContext(
     spotPhotons: new Float32Array(size),
     touched: new Int32Array(4096),
   };
+}
+
+/**
+ * The pixels a run's detector measures (1 = good: in a panel, not masked by the geometry, neither dead
+ * nor hot), the same as every render context of the run draws from `runSeed`, without building one.
+ */
+export function runGoodPixels(maps: PixelMaps, options: ImagingOptions, runSeed: number): Uint8Array {
+  return detectorGoodPixels(maps, options, runRandom(runSeed).random);
 }
 
 /** Background maps kept per render context (16 MB each on a 4-Mpixel detector). */

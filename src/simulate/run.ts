@@ -5,7 +5,13 @@
  *
  * Outputs (see docs in src/io/cxi-writer.ts for the common layout):
  *   /entry_1/data_1/data               float32 [N, ss, fs] frames in ADU
- *   per-frame photon energy and camera length
+ *   per-frame photon energy, and the camera length CrystFEL computes for the frames: the mean over
+ *     panels of clen + coffset, the distance the physics used (see cxiCameraLength)
+ *   per-frame values the geometry reads from the data file (`clen = /LCLS/detector_1/EncoderValue`),
+ *     in its units, so that CrystFEL's clen + coffset is that same distance
+ *   the bad-pixel masks the geometry reads from the data file (`mask = /entry_1/data_1/mask`) as
+ *     [N, ss, fs]: good under its mask_good/mask_bad where the detector measures, bad at dead and hot
+ *     pixels, in bad regions and outside panels (see mask-datasets.ts)
  *   /entry_1/truth_1/nPeaks, peakXPosRaw, peakYPosRaw, peakTotalIntensity, ... the detectable spots
  *   /entry_1/truth_1/mask              uint8 [N, ss, fs] peak pixels (definition: the renderer's)
  *   /entry_1/truth_1/h, k, l, panel, crystal   int32 [N, maxPeaks] per truth peak (zero padded)
@@ -17,7 +23,7 @@
  * the truth peaks as the chunk's peak list.
  */
 import { readFileSync } from 'node:fs';
-import { computePixelMaps } from '../detector/pixel-maps.js';
+import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { defaultDataPath } from '../io/cxi-reader.js';
 import {
   type CxiWriter,
@@ -45,6 +51,7 @@ import {
   type SimulationSetup,
   simulateFrame,
 } from './frame.js';
+import { type MaskDataset, maskDatasets } from './mask-datasets.js';
 import {
   parseCellText,
   parseSimulateOptions,
@@ -52,7 +59,7 @@ import {
   type SimulateOptionsInput,
 } from './options.js';
 import { presetByName } from './presets.js';
-import { defaultImagingOptions, type ImagingOptions } from './render.js';
+import { defaultImagingOptions, type ImagingOptions, runGoodPixels } from './render.js';
 
 export interface SimulationRunInput extends SimulateOptionsInput {
   geometry: Geometry;
@@ -81,7 +88,10 @@ export interface SimulationSummary {
   crystals: number;
   preset: string;
   photonEnergyEv: number;
+  /** The camera length (before each panel's coffset), as --clen-m gives it. */
   clenM: number;
+  /** The camera length the files record: the mean over panels of clen + coffset, in metres. */
+  cameraLengthM: number;
   /** Detectable spots (truth peaks) per frame, over all frames and over hits only. */
   peaksPerFrame: Stats;
   peaksPerHit: Stats;
@@ -172,9 +182,38 @@ export function resolveSetup(geometry: Geometry, options: SimulateOptions): Simu
 }
 
 /**
+ * The camera length CrystFEL computes for the frames (its stream's `average_camera_length`): the mean
+ * over panels of clen + coffset, i.e. of the distances the simulator placed the panels at.
+ */
+export function averageCameraLengthM(setup: SimulationSetup): number {
+  const { panels } = setup.geometry;
+  let sum = 0;
+  panels.forEach((panel, p) => {
+    sum += setup.panelClensM[p] + panel.coffsetM;
+  });
+  return sum / panels.length;
+}
+
+/**
+ * What the CXI file's own camera length dataset holds: the distance (`averageCameraLengthM`), unless the
+ * geometry reads its clen from that very dataset; then that clen in the geometry's units (millimetres
+ * unless it says `m`), as CrystFEL reads it before adding the coffset.
+ */
+export function cxiCameraLength(setup: SimulationSetup): number {
+  const p = setup.geometry.panels.findIndex((panel) => {
+    const clen = panel.clen ?? setup.geometry.clen;
+    return clen?.kind === 'path' && clen.path === cameraLengthPath;
+  });
+  if (p < 0) return averageCameraLengthM(setup);
+  const clen = setup.geometry.panels[p].clen ?? setup.geometry.clen;
+  return clen?.kind === 'path' ? setup.panelClensM[p] / clen.scaleToM : averageCameraLengthM(setup);
+}
+
+/**
  * Per-frame values the geometry reads from the data file (`clen = /LCLS/detector_1/EncoderValue`,
  * `photon_energy = /LCLS/photon_energy_eV`, `detector_shift_x = ...`): written at those paths, in the
- * geometry's units, so the CXI file works with the very geometry it was simulated through.
+ * geometry's units, so the CXI file works with the very geometry it was simulated through. A clen
+ * location holds the clen without the coffset, which CrystFEL adds (giving `averageCameraLengthM`).
  */
 export function geometryDataPathValues(
   setup: SimulationSetup,
@@ -231,6 +270,10 @@ interface Outputs {
   maxPeaks: number;
   slabShape: [number, number];
   panelNames: string[];
+  /** The stream's average_camera_length and the CXI's camera length dataset (see cxiCameraLength). */
+  cameraLengthM: number;
+  cxiCameraLength: number;
+  masks: MaskDataset[];
 }
 
 function reflectionTable(frame: SimulatedFrame, crystal: number, panelNames: string[]): ReflectionTable {
@@ -323,7 +366,7 @@ function streamChunk(
     photonEnergyEv: conditions.photonEnergyEv,
     beamDivergenceRad: frame.divergenceRad,
     beamBandwidth: frame.bandwidth,
-    averageCameraLengthM: conditions.clenM,
+    averageCameraLengthM: outputs.cameraLengthM,
     numPeaks: n,
     peaks,
     crystals,
@@ -367,11 +410,12 @@ async function writeFrame(
     peaks: truth,
     image: rendered.imageAdu,
     photonEnergyEv: conditions.photonEnergyEv,
-    clenM: conditions.clenM,
+    clenM: outputs.cxiCameraLength,
   });
   cxi.appendExtra('mask', rendered.peakMask, outputs.slabShape);
   for (const { path, value } of geometryDataPathValues(setup, conditions.photonEnergyEv))
     cxi.appendExtra(path.startsWith('/') ? path : `/${path}`, Float64Array.of(value), []);
+  for (const { path, words } of outputs.masks) cxi.appendExtra(path, words, outputs.slabShape);
   const row = [maxPeaks];
   for (const [name, make, pick] of truthSpotColumns)
     cxi.appendExtra(name, perPeak(make, frame, spotIndex, pick), row);
@@ -384,6 +428,38 @@ async function writeFrame(
   cxi.appendExtra('orientation', orientation, [maxCrystals, 9]);
   await outputs.stream.writeChunk(streamChunk(frame, truth, spotIndex, outputs));
   return { peaks: truth.count, dropped: rendered.truth.count - truth.count };
+}
+
+/** Where the run's CXI file keeps its own datasets (a geometry's mask must not land on one). */
+const truthGroup = '/entry_1/truth_1';
+
+/**
+ * The bad-pixel masks the geometry reads from the data file, with the pixels this run's detector
+ * measures (the same dead and hot pixels as every frame's render context) good.
+ */
+function runMaskDatasets(setup: SimulationSetup, maps: PixelMaps): MaskDataset[] {
+  const wanted = setup.geometry.panels.some((panel) =>
+    panel.masks.some((spec) => spec.dataPath !== undefined && spec.file === undefined),
+  );
+  if (!wanted) return [];
+  const masks = maskDatasets(maps, runGoodPixels(maps, setup.imaging, setup.seed));
+  const taken = new Set([
+    defaultDataPath,
+    photonEnergyEvPath,
+    photonEnergyJoulePath,
+    cameraLengthPath,
+    ...geometryDataPathValues(setup, setup.photonEnergyEv).map(({ path }) =>
+      path.startsWith('/') ? path : `/${path}`,
+    ),
+  ]);
+  for (const { path } of masks) {
+    if (taken.has(path) || path === truthGroup || path.startsWith(`${truthGroup}/`))
+      throw new UserError(
+        `the mask location ${path} is one of the datasets the simulator writes; name another`,
+        setup.geometry.sourcePath,
+      );
+  }
+  return masks;
 }
 
 /** Default stream path: beside the CXI file, `.stream` instead of `.cxi`/`.h5`. */
@@ -404,9 +480,10 @@ export async function runSimulation(input: SimulationRunInput): Promise<Simulati
   const maps = computePixelMaps(setup.geometry);
   let context: FrameContext | undefined;
   const slabShape: [number, number] = [maps.ssSize, maps.fsSize];
+  const masks = runMaskDatasets(setup, maps);
   const cxi = await createCxiWriter(options.outPath, {
     maxPeaks: options.maxPeaks,
-    peakGroup: '/entry_1/truth_1',
+    peakGroup: truthGroup,
     frames: { slabShape, dtype: 'float32', compression: options.compression },
     perFrameScalars: true,
   });
@@ -419,6 +496,9 @@ export async function runSimulation(input: SimulationRunInput): Promise<Simulati
     maxPeaks: options.maxPeaks,
     slabShape,
     panelNames: geometry.panels.map((panel) => panel.name),
+    cameraLengthM: averageCameraLengthM(setup),
+    cxiCameraLength: cxiCameraLength(setup),
+    masks,
   };
   const cell = setup.crystal.cell;
   const latticeType = latticeTypeOf(cell);
@@ -490,6 +570,7 @@ export async function runSimulation(input: SimulationRunInput): Promise<Simulati
     preset: options.preset,
     photonEnergyEv: setup.photonEnergyEv,
     clenM: setup.clenM,
+    cameraLengthM: outputs.cameraLengthM,
     peaksPerFrame: stats(peaksPerFrame),
     peaksPerHit: stats(peaksPerHit),
     predictedPerHit: stats(predictedPerHit),

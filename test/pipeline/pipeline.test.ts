@@ -102,11 +102,15 @@ bad_x/max_ss = 3
   assert.equal(geometry.peakListType, 'cxi');
   assert.match(text, /^data = \/entry_1\/data_1\/data$/m);
   assert.match(text, /^photon_energy = \/entry_1\/instrument_1\/source_1\/photon_energy_eV$/m);
-  assert.match(text, /^clen = \/entry_1\/instrument_1\/detector_1\/distance$/m);
+  assert.match(text, /^clen = \/entry_1\/instrument_1\/detector_1\/distance m$/m);
   assert.match(
     text,
-    /^a\/clen = \/entry_1\/instrument_1\/detector_1\/distance ; \(source\) a\/clen = \/LCLS/m,
+    /^a\/clen = \/entry_1\/instrument_1\/detector_1\/distance m ; \(source\) a\/clen = \/LCLS/m,
   );
+  // The CXI stores metres; a clen path without a unit would be read in mm (CrystFEL's default).
+  for (const panel of geometry.panels.filter((p) => p.clen?.kind === 'path'))
+    assert.deepEqual(panel.clen, { kind: 'path', path: '/entry_1/instrument_1/detector_1/distance', scaleToM: 1 });
+  assert.deepEqual(geometry.clen, { kind: 'path', path: '/entry_1/instrument_1/detector_1/distance', scaleToM: 1 });
   assert.match(text, /^b\/clen = 0\.2$/m);
   assert.match(text, /^coffset = 0\.5$/m);
   assert.match(text, /^; \(source mask[^\n]*mask = \/entry_1\/data_1\/mask$/m);
