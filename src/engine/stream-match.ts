@@ -10,6 +10,7 @@
  * CXI table; the simulator's streams predict reflections for its own frames this way).
  */
 import { basename } from 'node:path';
+import { slabLayout } from '../detector/layout.js';
 import type { Geometry } from '../io/geom.js';
 import { parseGeometry } from '../io/geom.js';
 import { readStream } from '../io/stream/reader.js';
@@ -82,16 +83,34 @@ export interface StreamMatchReport {
   summary: MatchSummary;
 }
 
-/** Panel names to indices, shared by both tables of a stream; positions to panels through the geometry. */
+/**
+ * Panel names to indices, shared by both tables of a stream; positions to panels through the geometry.
+ * With a geometry, indices are the geometry's panel indices and positions become slab positions: a
+ * stream writes positions in the panel's data block, which for geometries whose panels sit in separate
+ * blocks (`dim1 = %`, a Jungfrau module per block) is the slab position less the block's ss offset.
+ */
 export class PanelIndex {
   private readonly byName = new Map<string, number>();
   private readonly rects: { minFs: number; maxFs: number; minSs: number; maxSs: number }[] = [];
+  private readonly offsets: number[] = [];
 
-  constructor(geometry?: Geometry) {
+  constructor(geometry?: Geometry, ssOffsets?: ArrayLike<number>) {
     for (const panel of geometry?.panels ?? []) {
+      const offset = ssOffsets?.[this.rects.length] ?? 0;
       this.byName.set(panel.name, this.rects.length);
-      this.rects.push(panel);
+      this.offsets.push(offset);
+      this.rects.push({
+        minFs: panel.minFs,
+        maxFs: panel.maxFs,
+        minSs: panel.minSs + offset,
+        maxSs: panel.maxSs + offset,
+      });
     }
+  }
+
+  /** Slab ss offset of a panel's data block (0 without a geometry or for panels it does not name). */
+  ssOffset(index: number): number {
+    return this.offsets[index] ?? 0;
   }
 
   named(name: string): number {
@@ -128,7 +147,11 @@ function tablePoints(table: PeakTable | ReflectionTable, panels: PanelIndex): Pa
   for (let i = 0; i < count; i++) {
     points.fs[i] = table.fsPx[i] + CRYSTFEL_TO_CXI_PX;
     points.ss[i] = table.ssPx[i] + CRYSTFEL_TO_CXI_PX;
-    points.panel[i] = table.hasPanelColumn ? ids[table.panelIndex[i]] : panels.at(points.fs[i], points.ss[i]);
+    if (table.hasPanelColumn) {
+      const panel = ids[table.panelIndex[i]];
+      points.panel[i] = panel;
+      points.ss[i] += panels.ssOffset(panel);
+    } else points.panel[i] = panels.at(points.fs[i], points.ss[i]);
   }
   return points;
 }
@@ -287,7 +310,7 @@ export async function matchStream(
       );
     }
   }
-  const panels = new PanelIndex(geometry);
+  const panels = new PanelIndex(geometry, geometry && slabLayout(geometry).panelSsOffset);
   const frames: FrameMatch[] = [];
   let chunks = 0;
   for await (const chunk of file.chunks) {

@@ -109,8 +109,16 @@ bad_x/max_ss = 3
   );
   // The CXI stores metres; a clen path without a unit would be read in mm (CrystFEL's default).
   for (const panel of geometry.panels.filter((p) => p.clen?.kind === 'path'))
-    assert.deepEqual(panel.clen, { kind: 'path', path: '/entry_1/instrument_1/detector_1/distance', scaleToM: 1 });
-  assert.deepEqual(geometry.clen, { kind: 'path', path: '/entry_1/instrument_1/detector_1/distance', scaleToM: 1 });
+    assert.deepEqual(panel.clen, {
+      kind: 'path',
+      path: '/entry_1/instrument_1/detector_1/distance',
+      scaleToM: 1,
+    });
+  assert.deepEqual(geometry.clen, {
+    kind: 'path',
+    path: '/entry_1/instrument_1/detector_1/distance',
+    scaleToM: 1,
+  });
   assert.match(text, /^b\/clen = 0\.2$/m);
   assert.match(text, /^coffset = 0\.5$/m);
   assert.match(text, /^; \(source mask[^\n]*mask = \/entry_1\/data_1\/mask$/m);

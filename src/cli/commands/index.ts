@@ -4,6 +4,7 @@ import * as evaluate from './eval.js';
 import * as exportModel from './export.js';
 import * as geom from './geom.js';
 import * as inspect from './inspect.js';
+import * as label from './label.js';
 import * as match from './match.js';
 import * as model from './model.js';
 import * as peaks from './peaks.js';
@@ -23,6 +24,7 @@ export function registerCommands(program: Command): void {
   exportModel.register(program);
   geom.register(program);
   inspect.register(program);
+  label.register(program);
   match.register(program);
   model.register(program);
   peaks.register(program);
