@@ -212,7 +212,8 @@ function readManifest(path: string): LabelManifest | undefined {
 
 function sameChoices(a: LabelChoices, b: LabelChoices): keyof LabelChoices | undefined {
   for (const key of Object.keys(a) as (keyof LabelChoices)[]) {
-    if (String(a[key]) !== String(b[key])) return key;
+    // As the manifest stores them (JSON: an unset limit, Infinity, reads back as null).
+    if (JSON.stringify(a[key]) !== JSON.stringify(b[key])) return key;
   }
   return undefined;
 }

@@ -151,7 +151,11 @@ export function register(program: Command): void {
       "detector units per photon for the fits' shot noise (default: the geometry's adu_per_photon, else 1)",
     )
     .option('--max-chi2 <x>', 'fits with a larger reduced chi-square are bad (default: not checked)')
-    .option('--min-amp-snr <x>', 'fits whose height is below this many standard errors are bad', '4')
+    .option(
+      '--min-snr <x>',
+      "label a spot only when its label pixels' background-subtracted sum is at least this many standard deviations",
+      '5',
+    )
     .option(
       '--min-hwhm <px>',
       'smallest fitted half width at half maximum: narrower spots are unresolved and label their central pixel',
