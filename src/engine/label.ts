@@ -8,15 +8,18 @@
  *   DIR/shard-00000.h5
  *     /entry_1/data_1/data                    float32 [N, ss, fs]  the frames (gzip, a chunk per frame)
  *     /entry_1/truth_1/mask                   uint8 [N, ss, fs]    label pixels (1 = peak)
- *     /entry_1/truth_1/{peakXPosRaw,...,nPeaks}                    the fitted peaks (CXI peak table)
+ *     /entry_1/truth_1/{peakXPosRaw,...,nPeaks}                    the fitted spots (CXI peak table)
  *     /entry_1/truth_1/{sourceFile,sourceEvent,streamChunk,found,predicted,matched,badFits}  per frame
  *     /entry_1/truth_1/sourceFiles            strings: the image files, by sourceFile index
  *     /entry_1/instrument_1/...               per-frame photon energy and camera length (the stream's)
  *   DIR/manifest.json                         shards, counts, options, provenance; what is done
  *
- * Resumable: the manifest is rewritten (atomically) after each shard is closed; a restarted run with
- * the same stream and options skips the chunks the manifest says are done and rewrites the shard that
- * was being written when it stopped. Different options into the same folder is an error.
+ * The coordinator reads the stream once, selects frames and cuts them into shard jobs (label-job.ts):
+ * each job carries its frames' image files, events and peaks, so it runs on this thread, on worker
+ * threads (`workers`), or on BullMQ worker processes on any machine that sees the files (`queue`).
+ * Jobs are numbered in stream order and are the same for the same stream and choices, so the manifest,
+ * rewritten (atomically) as each shard completes, is all a restarted run needs: it skips the shards
+ * listed and runs the others. Different choices into the same folder is an error.
  */
 import {
   existsSync,
@@ -28,21 +31,17 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { panelSlabRect, type SlabRect } from '../detector/mask.js';
-import { buildMask } from '../detector/mask-file.js';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { computePixelMaps } from '../detector/pixel-maps.js';
-import { cbfToSlab, readCbf } from '../io/cbf.js';
-import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
-import { type CxiWriter, createCxiWriter } from '../io/cxi-writer.js';
 import { type Geometry, parseGeometry } from '../io/geom.js';
 import { readStream } from '../io/stream/reader.js';
 import type { StreamChunk } from '../io/stream/types.js';
 import type { PeakList } from '../peaks/peak-list.js';
 import { UserError } from '../util/errors.js';
 import { BRAGGFLOW_VERSION } from '../util/version.js';
-import { labelFrame } from './label-frame.js';
-import type { FitWeighting } from './pseudo-voigt.js';
+import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import { type LabelJob, type LabelJobFrame, runLabelJob, type ShardRecord } from './label-job.js';
+import type { FitOptions, FitWeighting } from './pseudo-voigt.js';
 import {
   type ChunkMatch,
   DEFAULT_MATCH_RADIUS_PX,
@@ -51,6 +50,8 @@ import {
   matchChunk,
   PanelIndex,
 } from './stream-match.js';
+
+export type { ShardRecord } from './label-job.js';
 
 export const MANIFEST_NAME = 'manifest.json';
 const MANIFEST_FORMAT = 'braggflow-labels';
@@ -107,18 +108,6 @@ export const defaultLabelChoices: Omit<LabelChoices, 'gain'> = {
   compression: 1,
 };
 
-export interface ShardRecord {
-  /** File name inside the output folder. */
-  file: string;
-  frames: number;
-  /** Stream chunks (0-based) of its first and last frame. */
-  firstChunk: number;
-  lastChunk: number;
-  peaks: number;
-  labelledPixels: number;
-  badFits: number;
-}
-
 export interface LabelManifest {
   format: typeof MANIFEST_FORMAT;
   version: number;
@@ -127,10 +116,12 @@ export interface LabelManifest {
   streamBytes: number;
   geometry: string;
   choices: LabelChoices;
+  /** Completed shards, by index. */
   shards: ShardRecord[];
-  /** Chunks of the stream fully accounted for by the shards (resume from here). */
-  chunksDone: number;
+  /** Every shard of the stream is complete. */
   complete: boolean;
+  /** Shards whose job failed for good (queue: after its retries): rerun to retry them. */
+  failed?: { index: number; reason: string }[];
   totals: {
     chunks: number;
     indexedFrames: number;
@@ -160,8 +151,44 @@ export interface LabelStreamOptions {
   /** Frame dataset in the image files (default: the geometry's `data`). */
   dataPath?: string;
   onWarning?: (message: string) => void;
-  /** After each block of the stream: bytes read, frames labelled so far. */
+  /** After each block of the stream and each shard completed: bytes read, frames labelled so far. */
   onProgress?: (bytesRead: number, labelledFrames: number) => void;
+  /** Runs the shard jobs (default: this thread). See createLabelExecutor. */
+  executor?: LabelExecutor;
+}
+
+/** Runs shard jobs: on this thread, worker threads or a job queue. */
+export interface LabelExecutor {
+  /** Jobs in flight at once. */
+  readonly concurrency: number;
+  /** True: a failed job is recorded and the run goes on (a queue, after its retries); false: it stops the run. */
+  readonly recordsFailures: boolean;
+  run(job: LabelJob): Promise<ShardRecord>;
+  close(): Promise<void>;
+}
+
+/** This thread, one job at a time. */
+export const inlineExecutor: LabelExecutor = {
+  concurrency: 1,
+  recordsFailures: false,
+  run: runLabelJob,
+  close: async () => {},
+};
+
+/** `workers` worker threads, a job each. */
+export function workerExecutor(workers: number): LabelExecutor {
+  if (workers <= 1) return inlineExecutor;
+  const pool = createWorkerPool<LabelJob, ShardRecord>(
+    workerScriptUrl(import.meta.url, 'label-worker'),
+    workers,
+    undefined,
+  );
+  return {
+    concurrency: workers,
+    recordsFailures: false,
+    run: (job) => pool.run(job),
+    close: async () => pool.close(),
+  };
 }
 
 /** Where an image named by a stream is: absolute as is, else the first existing of the candidates. */
@@ -218,12 +245,6 @@ function sameChoices(a: LabelChoices, b: LabelChoices): keyof LabelChoices | und
   return undefined;
 }
 
-interface OpenShard {
-  record: ShardRecord;
-  writer: CxiWriter;
-  files: Map<string, number>;
-}
-
 /** Runs the labelling (see the module comment) and returns the final manifest. */
 export async function labelStream(options: LabelStreamOptions): Promise<LabelManifest> {
   const started = performance.now();
@@ -237,10 +258,8 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
     options.onProgress?.(bytesRead, labelledFrames);
   };
   const stream = await readStream(streamPath, { onWarning: options.onWarning, onBytesRead: progress });
-  const { geometry, geometryName } = loadGeometry(options, stream.geometryText);
+  const { geometry, geometryName, geometryText } = loadGeometry(options, stream.geometryText);
   const maps = computePixelMaps(geometry);
-  const slabShape: [number, number] = [maps.ssSize, maps.fsSize];
-  const rects: SlabRect[] = geometry.panels.map((_, p) => panelSlabRect(maps, p));
   const panelIndex = new PanelIndex(geometry, maps.layout.panelSsOffset);
 
   const geometryGain = geometry.panels[0]?.aduPerPhoton;
@@ -253,7 +272,8 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
     throw new UserError(`frames per shard must be a positive integer, got ${choices.shardFrames}`);
 
   mkdirSync(options.outDir, { recursive: true });
-  const manifestPath = join(options.outDir, MANIFEST_NAME);
+  const outDir = resolve(options.outDir);
+  const manifestPath = join(outDir, MANIFEST_NAME);
   const previous = readManifest(manifestPath);
   const nowIso = () => new Date().toISOString();
   let manifest: LabelManifest;
@@ -273,6 +293,7 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
       );
     }
     manifest = previous;
+    delete manifest.failed;
   } else {
     manifest = {
       format: MANIFEST_FORMAT,
@@ -282,18 +303,8 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
       geometry: geometryName,
       choices,
       shards: [],
-      chunksDone: 0,
       complete: false,
-      totals: {
-        chunks: 0,
-        indexedFrames: 0,
-        selectedFrames: 0,
-        labelledFrames: 0,
-        peaks: 0,
-        badFits: 0,
-        badReasons: {},
-        labelledPixels: 0,
-      },
+      totals: emptyTotals(),
       provenance: {
         braggflowVersion: BRAGGFLOW_VERSION,
         startedAt: nowIso(),
@@ -302,98 +313,26 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
       },
     };
   }
-  // Shard files the manifest does not list were being written when a run stopped: start them again.
+  // Shard files the manifest does not list (and `.part` files) were being written when a run stopped.
   const listed = new Set(manifest.shards.map((shard) => shard.file));
-  for (const name of readdirSync(options.outDir)) {
-    if (/^shard-\d+\.h5$/.test(name) && !listed.has(name)) rmSync(join(options.outDir, name));
+  for (const name of readdirSync(outDir)) {
+    if (/^shard-\d+\.h5(\.part)?$/.test(name) && !listed.has(name)) rmSync(join(outDir, name));
   }
+  const done = new Set(manifest.shards.map((shard) => shard.index));
+  labelledFrames = manifest.shards.reduce((n, shard) => n + shard.frames, 0);
   if (manifest.complete) return manifest;
   const wallBefore = manifest.provenance.wallSeconds;
-  const resumeFrom = manifest.chunksDone;
-  // Totals at the last closed shard; this run's counts are added to a copy and kept at each close.
-  const totals = structuredClone(manifest.totals);
+  const counts = { chunks: 0, indexedFrames: 0, selectedFrames: 0 };
 
-  labelledFrames = manifest.totals.labelledFrames;
-
-  const readers = new Map<string, FrameReader>();
-  let mask: Uint8Array | undefined;
-  let shard: OpenShard | undefined;
-
-  const imageOf = async (
-    chunk: StreamChunk,
-  ): Promise<{ image: Float32Array; file: string; event: number }> => {
-    const where = `line ${chunk.sourceLine}`;
-    const { path, tried } = resolveImagePath(chunk.imageFilename, streamPath, options.dataRoot);
-    if (path === undefined) {
-      throw new UserError(
-        `image '${chunk.imageFilename}' not found (tried ${tried.join(', ')}); --data-root names the folder it is in`,
-        options.streamPath,
-        where,
-      );
-    }
-    const event = eventFrameIndex(chunk.event);
-    if (event === undefined)
-      throw new UserError(`event '${chunk.event}' is not of the form //N`, options.streamPath, where);
-    mask ??= await buildMask(maps, {
-      dataFile: path.toLowerCase().endsWith('.cbf') ? undefined : path,
-      extraFiles: options.maskFiles,
-    });
-    if (path.toLowerCase().endsWith('.cbf')) {
-      const slab = cbfToSlab(readCbf(path));
-      if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
-        throw new UserError(
-          `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
-          path,
-        );
-      return { image: Float32Array.from(slab.data), file: path, event: 0 };
-    }
-    let reader = readers.get(path);
-    if (reader === undefined) {
-      // A few files open at once: streams go through their files in order.
-      if (readers.size >= 4) {
-        const [oldest, open] = readers.entries().next().value as [string, FrameReader];
-        open.close();
-        readers.delete(oldest);
-      }
-      reader = await openFrameReader(path, {
-        expectedSlabShape: slabShape,
-        dataPath: options.dataPath ?? dataPathOf(geometry),
-      });
-      readers.set(path, reader);
-    }
-    return { image: new Float32Array(reader.readFrame(event)), file: path, event };
-  };
-
-  const openShard = async (firstChunk: number): Promise<OpenShard> => {
-    const file = `shard-${String(manifest.shards.length).padStart(5, '0')}.h5`;
-    const writer = await createCxiWriter(join(options.outDir, file), {
-      peakGroup: '/entry_1/truth_1',
-      frames: { slabShape, dtype: 'float32', compression: choices.compression },
-      perFrameScalars: true,
-    });
-    return {
-      record: { file, frames: 0, firstChunk, lastChunk: firstChunk, peaks: 0, labelledPixels: 0, badFits: 0 },
-      writer,
-      files: new Map(),
-    };
-  };
-
-  const closeShard = (chunksDone: number): void => {
-    if (shard !== undefined) {
-      const names = [...shard.files.keys()].map((path) => relative(options.outDir, path));
-      shard.writer.writeStrings('sourceFiles', names);
-      shard.writer.close();
-      manifest.shards.push(shard.record);
-      shard = undefined;
-    }
-    manifest.chunksDone = chunksDone;
-    manifest.totals = structuredClone(totals);
+  const writeManifest = (): void => {
+    manifest.shards.sort((a, b) => a.index - b.index);
+    manifest.totals = totalsOf(manifest.shards, counts);
     manifest.provenance.updatedAt = nowIso();
     manifest.provenance.wallSeconds = wallBefore + (performance.now() - started) / 1000;
     atomicWriteJson(manifestPath, manifest);
   };
 
-  const fitOptions = {
+  const fit: FitOptions = {
     windowPx: choices.windowPx,
     weighting: choices.weighting,
     gain: choices.gain,
@@ -406,15 +345,30 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
     allowUnresolved: true,
     maxIterations: 100,
   };
+  const makeJob = (index: number, frames: LabelJobFrame[]): LabelJob => ({
+    index,
+    outDir,
+    geometryText,
+    geometrySource: geometryName,
+    dataPath: options.dataPath,
+    maskFiles: options.maskFiles?.map((spec) => spec),
+    fit,
+    minSnr: choices.minSnr,
+    compression: choices.compression,
+    frames,
+  });
 
-  let chunkIndex = -1;
-  try {
+  /** The stream's shard jobs in order (all of them: the caller skips the done ones). */
+  async function* jobs(): AsyncGenerator<LabelJob> {
+    let chunkIndex = -1;
+    let frames: LabelJobFrame[] = [];
+    let pending = 0;
+    let index = 0;
     for await (const chunk of stream.chunks) {
       chunkIndex++;
-      if (chunkIndex < resumeFrom) continue;
-      totals.chunks++;
+      counts.chunks++;
       if (!isIndexed(chunk)) continue;
-      totals.indexedFrames++;
+      counts.indexedFrames++;
       let found: PeakList | undefined;
       if (options.foundPeaks !== undefined) {
         const frame = eventFrameIndex(chunk.event);
@@ -434,94 +388,137 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
         match.recall < choices.minRecall
       )
         continue;
-      totals.selectedFrames++;
-      const { image, file, event } = await imageOf(chunk);
-      const toFit = peaksToFit(match, choices.unmatched);
-      const result = labelFrame({
-        image,
-        fsSize: maps.fsSize,
-        ssSize: maps.ssSize,
-        mask: mask!,
-        panels: rects,
-        peaks: toFit,
-        fit: fitOptions,
-        minSnr: choices.minSnr,
-      });
-      shard ??= await openShard(chunkIndex);
-      const writer = shard.writer;
-      writer.appendFrame({
-        peaks: result.peaks,
-        image,
-        photonEnergyEv: chunk.photonEnergyEv,
-        clenM: chunk.averageCameraLengthM,
-      });
-      writer.appendExtra('mask', result.labels, slabShape);
-      let fileIndex = shard.files.get(file);
-      if (fileIndex === undefined) {
-        fileIndex = shard.files.size;
-        shard.files.set(file, fileIndex);
-      }
-      const badFits = result.bad.reduce((n, b) => n + b, 0);
-      writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
-      writer.appendExtra('sourceEvent', Int32Array.of(event), []);
-      writer.appendExtra('streamChunk', Int32Array.of(chunkIndex), []);
-      writer.appendExtra('found', Int32Array.of(match.found), []);
-      writer.appendExtra('predicted', Int32Array.of(match.predicted), []);
-      writer.appendExtra('matched', Int32Array.of(match.matched), []);
-      writer.appendExtra('badFits', Int32Array.of(badFits), []);
-      const record = shard.record;
-      record.frames++;
-      record.lastChunk = chunkIndex;
-      record.peaks += result.peaks.count;
-      record.labelledPixels += result.labelledPixels;
-      record.badFits += badFits;
-      totals.labelledFrames++;
-      totals.peaks += result.peaks.count;
-      totals.badFits += badFits;
-      totals.labelledPixels += result.labelledPixels;
-      for (const [reason, count] of Object.entries(result.badReasons))
-        totals.badReasons[reason] = (totals.badReasons[reason] ?? 0) + count;
-      labelledFrames = totals.labelledFrames;
-      options.onProgress?.(bytesRead, labelledFrames);
-      if (record.frames >= choices.shardFrames) closeShard(chunkIndex + 1);
-    }
-    manifest.complete = true;
-    closeShard(chunkIndex + 1);
-  } finally {
-    // A failure leaves the open shard unlisted: the next run writes it again.
-    if (shard !== undefined) {
-      try {
-        shard.writer.close();
-      } catch {
-        // The run is failing already; its error is the one to report.
+      counts.selectedFrames++;
+      pending++;
+      // A complete shard's frames only need counting.
+      if (!done.has(index)) frames.push(jobFrame(chunk, match, choices.unmatched));
+      if (pending === choices.shardFrames) {
+        if (!done.has(index)) yield makeJob(index, frames);
+        index++;
+        frames = [];
+        pending = 0;
       }
     }
-    for (const reader of readers.values()) reader.close();
+    if (pending > 0 && !done.has(index)) yield makeJob(index, frames);
   }
+
+  /** The job's frame: its image resolved now, so a missing file names the stream line. */
+  const jobFrame = (chunk: StreamChunk, match: ChunkMatch, unmatched: boolean): LabelJobFrame => {
+    const where = `line ${chunk.sourceLine}`;
+    const { path, tried } = resolveImagePath(chunk.imageFilename, streamPath, options.dataRoot);
+    if (path === undefined) {
+      throw new UserError(
+        `image '${chunk.imageFilename}' not found (tried ${tried.join(', ')}); --data-root names the folder it is in`,
+        options.streamPath,
+        where,
+      );
+    }
+    const event = path.toLowerCase().endsWith('.cbf') ? 0 : eventFrameIndex(chunk.event);
+    if (event === undefined)
+      throw new UserError(`event '${chunk.event}' is not of the form //N`, options.streamPath, where);
+    const points = match.foundPoints;
+    const keep: number[] = [];
+    for (let i = 0; i < points.count; i++) if (unmatched || match.foundToPredicted[i] >= 0) keep.push(i);
+    const frame: LabelJobFrame = {
+      chunk: match.chunk,
+      file: path,
+      event,
+      found: match.found,
+      predicted: match.predicted,
+      matched: match.matched,
+      fs: keep.map((i) => points.fs[i]),
+      ss: keep.map((i) => points.ss[i]),
+      panel: keep.map((i) => points.panel[i]),
+    };
+    if (chunk.photonEnergyEv !== undefined) frame.photonEnergyEv = chunk.photonEnergyEv;
+    if (chunk.averageCameraLengthM !== undefined) frame.clenM = chunk.averageCameraLengthM;
+    return frame;
+  };
+
+  const executor = options.executor ?? inlineExecutor;
+  const inflight = new Set<Promise<void>>();
+  const failed: { index: number; reason: string }[] = [];
+  let firstError: unknown;
+  const settle = async () => {
+    await Promise.allSettled([...inflight]);
+    if (firstError !== undefined) throw firstError;
+  };
+  try {
+    for await (const job of jobs()) {
+      if (firstError !== undefined) break;
+      const running: Promise<void> = executor
+        .run(job)
+        .then((record) => {
+          manifest.shards.push(record);
+          labelledFrames += record.frames;
+          writeManifest();
+          options.onProgress?.(bytesRead, labelledFrames);
+        })
+        .catch((error: unknown) => {
+          if (executor.recordsFailures) failed.push({ index: job.index, reason: reasonText(error) });
+          else firstError ??= error;
+        })
+        .finally(() => inflight.delete(running));
+      inflight.add(running);
+      while (inflight.size >= executor.concurrency) await Promise.race(inflight);
+    }
+  } catch (error) {
+    firstError ??= error;
+  }
+  await settle();
+  if (failed.length > 0) {
+    manifest.failed = failed.sort((a, b) => a.index - b.index);
+    writeManifest();
+    throw new UserError(
+      `${failed.length} shard${failed.length === 1 ? '' : 's'} failed for good (${failed
+        .slice(0, 3)
+        .map((f) => `shard ${f.index}: ${f.reason}`)
+        .join('; ')}${failed.length > 3 ? '; ...' : ''}); the manifest lists them; run again to retry them`,
+      manifestPath,
+    );
+  }
+  manifest.complete = true;
+  writeManifest();
   return manifest;
 }
 
-/** Matched found peaks (and the unmatched ones when asked), as slab positions with panels. */
-function peaksToFit(match: ChunkMatch, unmatched: boolean) {
-  const points = match.foundPoints;
-  const keep: number[] = [];
-  for (let i = 0; i < points.count; i++) if (unmatched || match.foundToPredicted[i] >= 0) keep.push(i);
+function reasonText(error: unknown): string {
+  return error instanceof UserError ? error.toLine() : error instanceof Error ? error.message : String(error);
+}
+
+function emptyTotals(): LabelManifest['totals'] {
   return {
-    count: keep.length,
-    fs: Float64Array.from(keep, (i) => points.fs[i]),
-    ss: Float64Array.from(keep, (i) => points.ss[i]),
-    panel: Int32Array.from(keep, (i) => points.panel[i]),
+    chunks: 0,
+    indexedFrames: 0,
+    selectedFrames: 0,
+    labelledFrames: 0,
+    peaks: 0,
+    badFits: 0,
+    badReasons: {},
+    labelledPixels: 0,
   };
 }
 
-function dataPathOf(geometry: Geometry): string | undefined {
-  return geometry.panels[0]?.dataPath;
+function totalsOf(
+  shards: readonly ShardRecord[],
+  counts: { chunks: number; indexedFrames: number; selectedFrames: number },
+): LabelManifest['totals'] {
+  const totals = { ...emptyTotals(), ...counts };
+  for (const shard of shards) {
+    totals.labelledFrames += shard.frames;
+    totals.peaks += shard.peaks;
+    totals.badFits += shard.badFits;
+    totals.labelledPixels += shard.labelledPixels;
+    for (const [reason, n] of Object.entries(shard.badReasons))
+      totals.badReasons[reason] = (totals.badReasons[reason] ?? 0) + n;
+  }
+  return totals;
 }
 
 function loadGeometry(
   options: LabelStreamOptions,
   streamGeometry?: string,
-): { geometry: Geometry; geometryName: string } {
+): { geometry: Geometry; geometryName: string; geometryText: string } {
   if (options.geometryPath !== undefined) {
     let text: string;
     try {
@@ -535,6 +532,7 @@ function loadGeometry(
     return {
       geometry: parseGeometry(text, options.geometryPath),
       geometryName: resolve(options.geometryPath),
+      geometryText: text,
     };
   }
   if (streamGeometry === undefined || streamGeometry.trim() === '')
@@ -542,5 +540,6 @@ function loadGeometry(
   return {
     geometry: parseGeometry(streamGeometry, `${options.streamPath} (its geometry block)`),
     geometryName: "(the stream's geometry block)",
+    geometryText: streamGeometry,
   };
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { defaultGeometryText } from '../../src/detector/default-geometry.js';
 import type { SlabRect } from '../../src/detector/mask.js';
-import { type LabelManifest, labelStream } from '../../src/engine/label.js';
+import { type LabelManifest, labelStream, workerExecutor } from '../../src/engine/label.js';
 import { labelFrame } from '../../src/engine/label-frame.js';
 import { renderPseudoVoigt } from '../../src/engine/pseudo-voigt.js';
 import { readPeakTable } from '../../src/io/cxi-peaks.js';
@@ -267,7 +267,12 @@ describe('braggflow label on a simulated run', () => {
     );
     const stopped = JSON.parse(readFileSync(join(part, 'manifest.json'), 'utf8')) as LabelManifest;
     assert.equal(stopped.complete, false);
-    assert.equal(stopped.shards.length, 1, 'the shard being written when it stopped is not listed');
+    // The stop came as the second shard completed: two listed, each a whole file, nothing partial.
+    assert.equal(stopped.shards.length, 2);
+    assert.deepEqual(
+      readdirSync(part).sort(),
+      ['manifest.json', ...stopped.shards.map((shard) => shard.file)].sort(),
+    );
     const resumed = await labelStream({
       streamPath: stream,
       outDir: part,
@@ -277,6 +282,17 @@ describe('braggflow label on a simulated run', () => {
     assert.deepEqual(await shardFrames(part, resumed), await shardFrames(whole, wholeManifest));
     assert.deepEqual({ ...resumed.totals }, { ...wholeManifest.totals });
     assert.deepEqual(readdirSync(part).sort(), readdirSync(whole).sort());
+    // On two worker threads: the same shards.
+    const threaded = join(dir, 'threaded');
+    const executor = workerExecutor(2);
+    const threadedManifest = await labelStream({
+      streamPath: stream,
+      outDir: threaded,
+      executor,
+      choices: { shardFrames: 1, minMatched: 1 },
+    }).finally(() => executor.close());
+    assert.deepEqual(threadedManifest.shards, wholeManifest.shards);
+    assert.deepEqual(await shardFrames(threaded, threadedManifest), await shardFrames(whole, wholeManifest));
     // Finished: a third run does nothing; other options into the same folder are refused.
     const again = await labelStream({
       streamPath: stream,

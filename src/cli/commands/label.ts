@@ -28,6 +28,7 @@ interface LabelCliOptions {
   peaks?: string;
   peaksGroup: string;
   mask: string[];
+  workers: string;
   json?: boolean;
 }
 
@@ -87,7 +88,8 @@ async function run(options: LabelCliOptions): Promise<void> {
   if (options.gain !== undefined) choices.gain = numberOption('--gain', options.gain);
   if (options.maxChi2 !== undefined)
     choices.maxReducedChiSquare = numberOption('--max-chi2', options.maxChi2);
-  const [{ labelStream }, { createProgress }, { statSync }] = await Promise.all([
+  const workers = integerOption('--workers', options.workers);
+  const [{ labelStream, workerExecutor }, { createProgress }, { statSync }] = await Promise.all([
     import('../../engine/label.js'),
     import('../../util/progress.js'),
     import('node:fs'),
@@ -99,7 +101,9 @@ async function run(options: LabelCliOptions): Promise<void> {
   const sizeBytes = statSync(options.stream, { throwIfNoEntry: false })?.size ?? 0;
   const progress = createProgress('label', 100, (line) => process.stderr.write(`${line}\n`), 25);
   let shown = '';
+  const executor = workerExecutor(workers);
   const manifest = await labelStream({
+    executor,
     streamPath: options.stream,
     geometryPath: options.geom,
     dataRoot: options.dataRoot,
@@ -117,7 +121,10 @@ async function run(options: LabelCliOptions): Promise<void> {
       shown = key;
       progress.update(percent, `${frames} frames labelled`);
     },
-  }).finally(() => progress.stop());
+  }).finally(async () => {
+    progress.stop();
+    await executor.close();
+  });
   if (options.json) printJson(manifest);
   else printHuman(manifest, options.out);
 }
@@ -180,6 +187,7 @@ export function register(program: Command): void {
       collect,
       [],
     )
+    .option('--workers <n>', 'worker threads, a shard each (1: this thread)', '1')
     .option('--json', 'print the manifest as JSON')
     .action(run);
 }
