@@ -5,10 +5,11 @@
  * (label-worker.ts) or in a BullMQ worker process on another machine (label-queue.ts): it needs the
  * image files and the output folder, never the stream.
  *
- * A job writes `shard-NNNNN.h5.part` and renames it to `shard-NNNNN.h5` when complete, so a shard file
- * without `.part` is always whole; a job run twice (a worker killed after writing, the job retried)
- * writes the same file again.
+ * A job writes `shard-NNNNN.h5.PID-RANDOM.part` and renames it to `shard-NNNNN.h5` when complete, so a
+ * shard file without `.part` is always whole; a job run twice (a worker killed after writing, the job
+ * retried) writes the same file again.
  */
+import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { panelSlabRect, type SlabRect } from '../detector/mask.js';
@@ -42,6 +43,8 @@ export interface LabelJobFrame {
 }
 
 export interface LabelJob {
+  /** Identifies the labelling run (output folder, stream, choices): queue job ids start with it. */
+  key: string;
   /** Shard number: the file is shard-NNNNN.h5. */
   index: number;
   outDir: string;
@@ -85,7 +88,8 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
   const rects: SlabRect[] = geometry.panels.map((_, p) => panelSlabRect(maps, p));
   const file = shardFileName(job.index);
   const finalPath = join(job.outDir, file);
-  const partPath = `${finalPath}.part`;
+  // Each attempt its own part file: a stalled attempt still writing cannot corrupt a retry's.
+  const partPath = `${finalPath}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
   const firstHdf5 = job.frames.find((frame) => !isCbfPath(frame.file))?.file;
   const mask = await buildMask(maps, { dataFile: firstHdf5, extraFiles: job.maskFiles });
   const readers = new Map<string, FrameReader>();
@@ -127,7 +131,6 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
     return new Float32Array(reader.readFrame(frame.event));
   };
 
-  rmSync(partPath, { force: true });
   const writer = await createCxiWriter(partPath, {
     peakGroup: '/entry_1/truth_1',
     frames: { slabShape, dtype: 'float32', compression: job.compression },

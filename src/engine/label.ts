@@ -21,6 +21,7 @@
  * rewritten (atomically) as each shard completes, is all a restarted run needs: it skips the shards
  * listed and runs the others. Different choices into the same folder is an error.
  */
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -316,7 +317,7 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
   // Shard files the manifest does not list (and `.part` files) were being written when a run stopped.
   const listed = new Set(manifest.shards.map((shard) => shard.file));
   for (const name of readdirSync(outDir)) {
-    if (/^shard-\d+\.h5(\.part)?$/.test(name) && !listed.has(name)) rmSync(join(outDir, name));
+    if ((/^shard-\d+\.h5$/.test(name) && !listed.has(name)) || isPartFile(name)) rmSync(join(outDir, name));
   }
   const done = new Set(manifest.shards.map((shard) => shard.index));
   labelledFrames = manifest.shards.reduce((n, shard) => n + shard.frames, 0);
@@ -345,7 +346,12 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
     allowUnresolved: true,
     maxIterations: 100,
   };
+  const key = createHash('sha256')
+    .update(JSON.stringify([outDir, streamPath, streamBytes, choices]))
+    .digest('hex')
+    .slice(0, 12);
   const makeJob = (index: number, frames: LabelJobFrame[]): LabelJob => ({
+    key,
     index,
     outDir,
     geometryText,
@@ -479,7 +485,13 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
   }
   manifest.complete = true;
   writeManifest();
+  // Attempts that died (a killed worker) leave their part files; the shards they were for are whole.
+  for (const name of readdirSync(outDir)) if (isPartFile(name)) rmSync(join(outDir, name), { force: true });
   return manifest;
+}
+
+function isPartFile(name: string): boolean {
+  return /^shard-\d+\.h5\..*\.part$/.test(name);
 }
 
 function reasonText(error: unknown): string {

@@ -25,6 +25,7 @@ export function registerCommands(program: Command): void {
   geom.register(program);
   inspect.register(program);
   label.register(program);
+  label.registerWorker(program);
   match.register(program);
   model.register(program);
   peaks.register(program);

@@ -29,6 +29,9 @@ interface LabelCliOptions {
   peaksGroup: string;
   mask: string[];
   workers: string;
+  queue?: string;
+  run: string;
+  attempts: string;
   json?: boolean;
 }
 
@@ -101,7 +104,16 @@ async function run(options: LabelCliOptions): Promise<void> {
   const sizeBytes = statSync(options.stream, { throwIfNoEntry: false })?.size ?? 0;
   const progress = createProgress('label', 100, (line) => process.stderr.write(`${line}\n`), 25);
   let shown = '';
-  const executor = workerExecutor(workers);
+  if (options.queue !== undefined && workers > 1)
+    throw new UserError('--workers and --queue do not go together: start label-worker processes instead');
+  const executor =
+    options.queue === undefined
+      ? workerExecutor(workers)
+      : await (await import('../../engine/label-queue.js')).queueExecutor({
+          url: options.queue,
+          run: options.run,
+          attempts: integerOption('--attempts', options.attempts),
+        });
   const manifest = await labelStream({
     executor,
     streamPath: options.stream,
@@ -188,6 +200,55 @@ export function register(program: Command): void {
       [],
     )
     .option('--workers <n>', 'worker threads, a shard each (1: this thread)', '1')
+    .option(
+      '--queue <redis://HOST:PORT>',
+      'run the shards as BullMQ jobs in this Redis: start `braggflow label-worker --queue URL` processes on any machine that sees the files',
+    )
+    .option('--run <id>', 'names the job queue (label-worker --run takes the same)', 'default')
+    .option('--attempts <n>', 'tries per shard job on the queue before it is reported failed', '3')
     .option('--json', 'print the manifest as JSON')
     .action(run);
+}
+
+interface WorkerCliOptions {
+  queue: string;
+  run: string;
+  concurrency: string;
+  lockMs: string;
+  idleExit?: string;
+}
+
+async function runWorker(options: WorkerCliOptions): Promise<void> {
+  const { runQueueWorker } = await import('../../engine/label-queue.js');
+  const worker = await runQueueWorker({
+    url: options.queue,
+    run: options.run,
+    concurrency: integerOption('--concurrency', options.concurrency),
+    lockMs: integerOption('--lock-ms', options.lockMs, 1000),
+    idleExitMs:
+      options.idleExit === undefined ? undefined : 1000 * numberOption('--idle-exit', options.idleExit),
+    onJob: (event, job) =>
+      process.stderr.write(
+        `label-worker: shard ${job.index} ${event}${job.reason === undefined ? '' : `: ${job.reason}`}\n`,
+      ),
+  });
+  const stop = () => void worker.close();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.stderr.write(`label-worker: taking jobs of run '${options.run}' from ${options.queue}\n`);
+  await worker.done;
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('label-worker')
+    .description(
+      'Take `braggflow label --queue` shard jobs from Redis and run them, one at a time, until stopped (SIGINT/SIGTERM) or idle',
+    )
+    .requiredOption('--queue <redis://HOST:PORT>', 'the Redis the coordinator (label --queue) uses')
+    .option('--run <id>', 'the queue name the coordinator uses (label --run)', 'default')
+    .option('--concurrency <n>', 'jobs at once in this process', '1')
+    .option('--lock-ms <ms>', "a dead worker's job goes back to the queue after this long", '30000')
+    .option('--idle-exit <s>', 'exit after this many seconds without a job')
+    .action(runWorker);
 }
