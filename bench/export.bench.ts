@@ -90,7 +90,7 @@ for (const name of names) {
   for (const s of sessions) await s.release();
 }
 
-process.stdout.write(`<!-- bench: export -->
+process.stdout.write(`
 ## Model precisions (\`export --fp16 / --int8\`): the model run alone
 
 Batches of ${BATCH} tiles of ${SIZE} x ${SIZE}, two onnxruntime threads, median of ${ROUNDS} interleaved

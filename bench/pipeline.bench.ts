@@ -221,7 +221,7 @@ try {
 }
 rmSync(dir, { recursive: true, force: true });
 
-process.stdout.write(`<!-- bench: pipeline -->
+process.stdout.write(`
 ## Pipeline (\`braggflow run\`) against its processor, and the Redis transport against bare Redis
 
 The embedded 1-Mpixel detector, 16 simulated lysozyme frames (reused in order); "alone" is the
