@@ -43,6 +43,8 @@ export interface FrameLabelResult {
   peaks: PeakList;
   /** Per input peak: the fit's reduced chi-square (NaN when not fitted). */
   reducedChiSquare: Float32Array;
+  /** Per labelled spot (row of `peaks`): its fit's reduced chi-square. */
+  peakReducedChiSquare: Float32Array;
   /** Per input peak: 1 when the fit was bad (or the peak lies on no panel), else 0. */
   bad: Uint8Array;
   /** Bad fits by reason (`not converged`, `amplitude <= 0`, `no panel`, ...). */
@@ -56,6 +58,7 @@ export function labelFrame(input: FrameLabelInput): FrameLabelResult {
   const labels = new Uint8Array(image.length);
   const out = createPeakList(peaks.count);
   const reducedChiSquare = new Float32Array(peaks.count).fill(Number.NaN);
+  const peakReducedChiSquare = new Float32Array(peaks.count);
   const bad = new Uint8Array(peaks.count);
   const badReasons: Record<string, number> = {};
   const minSnr = input.minSnr ?? 0;
@@ -161,6 +164,7 @@ export function labelFrame(input: FrameLabelInput): FrameLabelResult {
     }
     for (const k of spot) data.labels[k] = 1;
     const n = out.count++;
+    peakReducedChiSquare[n] = fit.reducedChiSquare;
     out.fs[n] = fit.fsPx + data.rect.fs0;
     out.ss[n] = fit.ssPx + data.rect.ss0;
     out.totalIntensity[n] = sum;
@@ -181,5 +185,13 @@ export function labelFrame(input: FrameLabelInput): FrameLabelResult {
       }
     }
   }
-  return { labels, peaks: out, reducedChiSquare, bad, badReasons, labelledPixels };
+  return {
+    labels,
+    peaks: out,
+    reducedChiSquare,
+    peakReducedChiSquare: peakReducedChiSquare.subarray(0, out.count),
+    bad,
+    badReasons,
+    labelledPixels,
+  };
 }

@@ -170,6 +170,8 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
       writer.appendExtra('predicted', Int32Array.of(frame.predicted), []);
       writer.appendExtra('matched', Int32Array.of(frame.matched), []);
       writer.appendExtra('badFits', Int32Array.of(badFits), []);
+      // Fit quality per spot, beside the peak table's columns (zero-padded as they are).
+      writer.appendExtra('fitReducedChiSquare', result.peakReducedChiSquare, [writer.maxPeaks]);
       record.frames++;
       record.peaks += result.peaks.count;
       record.labelledPixels += result.labelledPixels;

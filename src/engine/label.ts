@@ -10,6 +10,7 @@
  *     /entry_1/truth_1/mask                   uint8 [N, ss, fs]    label pixels (1 = peak)
  *     /entry_1/truth_1/{peakXPosRaw,...,nPeaks}                    the fitted spots (CXI peak table)
  *     /entry_1/truth_1/{sourceFile,sourceEvent,streamChunk,found,predicted,matched,badFits}  per frame
+ *     /entry_1/truth_1/fitReducedChiSquare    float32 [N, maxPeaks] each spot's fit quality
  *     /entry_1/truth_1/sourceFiles            strings: the image files, by sourceFile index
  *     /entry_1/instrument_1/...               per-frame photon energy and camera length (the stream's)
  *   DIR/manifest.json                         shards, counts, options, provenance; what is done

@@ -19,6 +19,7 @@ import { renderPseudoVoigt } from '../../src/engine/pseudo-voigt.js';
 import { readPeakTable } from '../../src/io/cxi-peaks.js';
 import { openFrameReader, readPerFrameScalar } from '../../src/io/cxi-reader.js';
 import { parseGeometry } from '../../src/io/geom.js';
+import { getDataset, openHdf5, readSlice } from '../../src/io/hdf5.js';
 import { runSimulation } from '../../src/simulate/run.js';
 import { openFrameSource } from '../../src/train/frame-source.js';
 import { UserError } from '../../src/util/errors.js';
@@ -229,6 +230,18 @@ describe('braggflow label on a simulated run', () => {
           if (t[k]) onTruth++;
         }
         peaks += table[f].count;
+        // Each labelled spot's fit quality, beside the peak table's columns.
+        const handle = await openHdf5(path);
+        const chi2 = readSlice(getDataset(handle.file, path, '/entry_1/truth_1/fitReducedChiSquare'), path, [
+          [f, f + 1],
+          [],
+        ]);
+        handle.release();
+        for (let k = 0; k < chi2.length; k++)
+          assert.ok(
+            k < table[f].count ? chi2[k] > 0 && Number.isFinite(chi2[k]) : chi2[k] === 0,
+            `chi2[${k}]`,
+          );
       }
       labels.close();
     }
