@@ -1,6 +1,6 @@
 /**
  * Peak-finder parameter files, as `braggflow tune` writes them and `braggflow peaks --params` reads
- * them: `{"method": "pf8", "params": {...}, "f1": 0.91}` (f1 optional). Parameter names may be ours
+ * them: `{"method": "pf8", "params": {...}, "f1": 0.91, "tuning": {...}}` (f1 and tuning optional). Parameter names may be ours
  * (camelCase) or CrystFEL's / DIALS' (`min-snr`, `global_threshold`...). Errors name the file and field.
  */
 import { z } from 'zod';
@@ -125,10 +125,14 @@ export function readPeakParamsFile(path: string): PeakParamsFile {
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
     throw new UserError('expected an object {method, params, f1?}', path);
-  const { method, params, f1, ...rest } = raw as Record<string, unknown>;
+  // `tuning` is how `braggflow tune` found the parameters (its grid, search, frames): a record for
+  // people, not read.
+  const { method, params, f1, tuning, ...rest } = raw as Record<string, unknown>;
   const unknownKey = Object.keys(rest)[0];
   if (unknownKey !== undefined)
-    throw new UserError('unknown field (expected method, params, f1)', path, `field ${unknownKey}`);
+    throw new UserError('unknown field (expected method, params, f1, tuning)', path, `field ${unknownKey}`);
+  if (tuning !== undefined && (tuning === null || typeof tuning !== 'object' || Array.isArray(tuning)))
+    throw new UserError('must be an object (how tune found the parameters)', path, 'field tuning');
   if (typeof method !== 'string' || !(peakMethods as readonly string[]).includes(method))
     throw new UserError(`must be one of ${peakMethods.join(', ')}`, path, 'field method');
   if (f1 !== undefined && f1 !== null && (typeof f1 !== 'number' || !(f1 >= 0 && f1 <= 1)))

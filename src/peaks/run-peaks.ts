@@ -25,6 +25,7 @@ import { readUserFile, UserError } from '../util/errors.js';
 import { createWorkerPool, mapInOrder, workerScriptUrl } from '../util/worker-pool.js';
 import { createPeakFinder, maxPeaksOf, type PeakFinderSpec } from './finder.js';
 import type { PeakList } from './peak-list.js';
+import { defaultPf8Params } from './peakfinder8.js';
 import type { PeaksTask, PeaksWorkerData } from './peaks-worker.js';
 
 export interface RunPeaksOptions {
@@ -71,6 +72,8 @@ export interface FrameResult {
 export interface RunPeaksSummary {
   frames: number;
   peaks: number;
+  /** Things a person should know (one line each), e.g. a threshold far above the frames' signal. */
+  warnings: string[];
   peaksDropped: number;
   seconds: number;
   /** How the output holds the frames: linked to the source, copied in, or not at all (and why). */
@@ -248,9 +251,29 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
     writeFileSync(lstPath, sources.map((_, i) => `${options.outPath} //${i}\n`).join(''));
     writeFileSync(geomPath, geometryForCxi(geometryText, options.peakGroup ?? defaultPeakGroup));
   }
+  const warnings: string[] = [];
+  const spec = options.spec;
+  if (peaks === 0 && spec?.method === 'pf8' && sources.length > 0) {
+    // Nothing found: is the threshold above everything these frames hold? (indexamajig's default
+    // of 800 ADU is, on a photon-counting detector.) One more read of the first frame, only here.
+    const { backgroundBasis } = await import('./tune.js');
+    const reopened = await frameSources(maps, { ...options, frames: [0, 1] });
+    try {
+      const basis = backgroundBasis([reopened.sources[0].read()], maps, mask);
+      const threshold = spec.params.adcThreshold;
+      if (threshold > 4 * basis.backgroundP99Adu) {
+        warnings.push(
+          `no peaks: the threshold (${threshold} ADU${threshold === defaultPf8Params.adcThreshold ? ", indexamajig's default" : ''}) is far above these frames' signal (background noise ${basis.noiseAdu.toPrecision(3)} ADU, 99th percentile ${basis.backgroundP99Adu.toPrecision(3)} ADU); \`braggflow tune\` finds parameters for this detector`,
+        );
+      }
+    } finally {
+      reopened.close();
+    }
+  }
   return {
     frames: sources.length,
     peaks,
+    warnings,
     peaksDropped: writer.peaksDropped,
     seconds: (performance.now() - started) / 1000,
     frameData,

@@ -11,7 +11,7 @@
  * per (configuration, frame), so the outcome is the same for any number of workers; ties go to the
  * configuration listed first in the grid.
  */
-import { computePixelMaps } from '../detector/pixel-maps.js';
+import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { matchPeaks, type PointSet, scoresFromCounts } from '../engine/match.js';
 import type { Geometry } from '../io/geom.js';
 import { heatmapSvg } from '../plot/svg.js';
@@ -44,8 +44,8 @@ export type GridKey = (typeof gridKeys)[GridName];
 export type Pf8Grid = Partial<Record<GridKey, number[]>>;
 
 /**
- * Default grid (756 configurations): thresholds around the usual CSPAD/Jungfrau range in ADU, SNR
- * from permissive to strict, the pixel-count and background-radius choices people actually try.
+ * A fixed grid (756 configurations) with thresholds around the usual CSPAD/Jungfrau range in ADU: the
+ * default before the search space came from the data (defaultGridFor), kept for comparisons.
  */
 export const defaultPf8Grid: Readonly<Pf8Grid> = Object.freeze({
   adcThreshold: [100, 150, 200, 300, 400, 800],
@@ -54,6 +54,125 @@ export const defaultPf8Grid: Readonly<Pf8Grid> = Object.freeze({
   maxPixCount: [50, 200],
   localBgRadius: [2, 3, 4],
 });
+
+/**
+ * What the default search space is derived from: the frames' own background, in detector units.
+ * `noiseAdu` is the median over radius bins of each bin's robust sigma (1.4826 x MAD), floored at the
+ * values' quantum (1 for integer data); `backgroundP99Adu` is the largest bin's 99th percentile: the
+ * strongest background there is, rings and scatter included.
+ */
+export interface GridBasis {
+  noiseAdu: number;
+  backgroundP99Adu: number;
+  /** The geometry's adu_per_photon (or adu_per_eV x photon energy), when it gives one. */
+  aduPerPhoton?: number;
+}
+
+/** Radius bins for the background statistics, pixels wide. */
+const BASIS_BIN_PX = 20;
+/** Pixels sampled per bin and frame (evenly strided): enough for a median, cheap on 16 Mpixel. */
+const BASIS_SAMPLES = 4000;
+
+/**
+ * Robust per-radius statistics of the frames' good pixels (mask 1), the basis of the default grid.
+ * Peaks are a tiny fraction of any bin, so medians and MADs see the background.
+ */
+export function backgroundBasis(
+  frames: readonly ArrayLike<number>[],
+  maps: Pick<PixelMaps, 'radiusPx'>,
+  mask: Uint8Array,
+  aduPerPhoton?: number,
+): GridBasis {
+  const bins = new Map<number, number[]>();
+  const counts = new Map<number, number>();
+  for (let i = 0; i < mask.length; i++) {
+    const r = maps.radiusPx[i];
+    if (!mask[i] || !Number.isFinite(r)) continue;
+    const b = Math.floor(r / BASIS_BIN_PX);
+    counts.set(b, (counts.get(b) ?? 0) + 1);
+  }
+  const strides = new Map(
+    [...counts].map(([b, n]) => [b, Math.max(1, Math.floor((n * frames.length) / BASIS_SAMPLES))]),
+  );
+  const seen = new Map<number, number>();
+  let quantum = Number.POSITIVE_INFINITY;
+  for (const frame of frames) {
+    for (let i = 0; i < mask.length; i++) {
+      const r = maps.radiusPx[i];
+      const v = frame[i];
+      if (!mask[i] || !Number.isFinite(r) || !Number.isFinite(v)) continue;
+      const b = Math.floor(r / BASIS_BIN_PX);
+      const k = (seen.get(b) ?? 0) + 1;
+      seen.set(b, k);
+      if (k % (strides.get(b) ?? 1) !== 0) continue;
+      let values = bins.get(b);
+      if (values === undefined) bins.set(b, (values = []));
+      values.push(v);
+    }
+  }
+  const sigmas: number[] = [];
+  let p99 = 0;
+  for (const values of bins.values()) {
+    if (values.length < 100) continue;
+    values.sort((a, b) => a - b);
+    for (let i = 1; i < values.length; i++) {
+      const step = values[i] - values[i - 1];
+      if (step > 0 && step < quantum) quantum = step;
+    }
+    const median = values[values.length >> 1];
+    const deviations = values.map((v) => Math.abs(v - median)).sort((a, b) => a - b);
+    sigmas.push(1.4826 * deviations[deviations.length >> 1]);
+    p99 = Math.max(p99, values[Math.floor(0.99 * (values.length - 1))]);
+  }
+  sigmas.sort((a, b) => a - b);
+  if (!Number.isFinite(quantum)) quantum = 1;
+  const noise = Math.max(sigmas.length === 0 ? 0 : sigmas[sigmas.length >> 1], quantum);
+  const basis: GridBasis = { noiseAdu: noise, backgroundP99Adu: p99 };
+  if (aduPerPhoton !== undefined && aduPerPhoton > 0) basis.aduPerPhoton = aduPerPhoton;
+  return basis;
+}
+
+/**
+ * ADU per photon as the geometry gives it: `adu_per_photon`, or `adu_per_eV` x the photon energy
+ * (`photonEnergyEv`, else the geometry's literal one); undefined when it says neither.
+ */
+export function geometryAduPerPhoton(geometry: Geometry, photonEnergyEv?: number): number | undefined {
+  const panel = geometry.panels[0];
+  if (panel?.aduPerPhoton !== undefined) return panel.aduPerPhoton;
+  if (panel?.aduPerEv === undefined) return undefined;
+  const energy = photonEnergyEv ?? panel.photonEnergy ?? geometry.photonEnergy;
+  const ev =
+    typeof energy === 'number' ? energy : energy?.kind === 'value' ? energy.photonEnergyEv : undefined;
+  return ev === undefined ? undefined : panel.aduPerEv * ev;
+}
+
+/** Two significant figures: thresholds people read and type. */
+function round2(value: number): number {
+  const scale = 10 ** (Math.floor(Math.log10(value)) - 1);
+  return Number((Math.round(value / scale) * scale).toPrecision(2));
+}
+
+/**
+ * The default search space for these frames: thresholds on a log scale from twice the background
+ * noise to well above the strongest background (4 x its 99th percentile, at least 30 x the noise),
+ * plus 3, 5 and 10 photons' worth where the geometry says what a photon is; SNR, pixel counts and
+ * background radius over the ranges people try. The same search whatever the detector's units.
+ */
+export function defaultGridFor(basis: GridBasis): Pf8Grid {
+  const low = 2 * basis.noiseAdu;
+  const high = Math.max(4 * basis.backgroundP99Adu, 30 * basis.noiseAdu);
+  const steps = 8;
+  const thresholds = Array.from({ length: steps }, (_, i) => round2(low * (high / low) ** (i / (steps - 1))));
+  if (basis.aduPerPhoton !== undefined)
+    for (const photons of [3, 5, 10]) thresholds.push(round2(photons * basis.aduPerPhoton));
+  return {
+    adcThreshold: [...new Set(thresholds)].sort((a, b) => a - b),
+    minSnr: [3, 4, 5, 6, 8],
+    minPixCount: [1, 2, 3],
+    maxPixCount: [200],
+    localBgRadius: [2, 3, 4],
+  };
+}
 
 /** Order in which axes nest when the grid is expanded (last varies fastest). */
 const axisOrder: GridKey[] = [
@@ -104,7 +223,17 @@ export function parseGrid(text: string): Pf8Grid {
   return grid;
 }
 
-/** Every configuration of the grid over `base`, in a fixed order (threshold outermost). */
+/** The grid as `--grid` reads it (round trip: parseGrid(gridToSpec(g)) equals g). */
+export function gridToSpec(grid: Pf8Grid): string {
+  const parts: string[] = [];
+  for (const [name, key] of Object.entries(gridKeys)) {
+    const values = grid[key];
+    if (values === undefined) continue;
+    parts.push(`${name}=${values.map((v) => (Number.isFinite(v) ? String(v) : 'inf')).join(',')}`);
+  }
+  return parts.join(';');
+}
+
 /**
  * Every configuration of the grid over `base`, in a fixed order (threshold outermost); combinations
  * that cannot work (min-pix-count above max-pix-count, min-res not below max-res) are left out.

@@ -89,6 +89,7 @@ function printSummary(
   head: Record<string, unknown>,
   frames: unknown[],
 ): void {
+  for (const warning of summary.warnings) process.stderr.write(`braggflow: warning: ${warning}\n`);
   if (options.json) {
     printJson({
       ...head,
@@ -96,6 +97,7 @@ function printSummary(
       frameCount: summary.frames,
       peakCount: summary.peaks,
       peaksDropped: summary.peaksDropped,
+      warnings: summary.warnings,
       seconds: summary.seconds,
       frameData: summary.frameData,
       lst: summary.lstPath,

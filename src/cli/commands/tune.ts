@@ -66,8 +66,7 @@ async function run(options: TuneCliOptions): Promise<void> {
   const tune = await import('../../peaks/tune.js');
   const { defaultPf8Params } = await import('../../peaks/peakfinder8.js');
   const { pf8ParamsToJson } = await import('../../peaks/pf8-params.js');
-  const grid = options.grid === undefined ? tune.defaultPf8Grid : tune.parseGrid(options.grid);
-  const configs = tune.expandGrid(grid, defaultPf8Params);
+  const givenGrid = options.grid === undefined ? undefined : tune.parseGrid(options.grid);
 
   const { readGeometry } = await import('../../io/geom.js');
   const { computePixelMaps } = await import('../../detector/pixel-maps.js');
@@ -100,6 +99,11 @@ async function run(options: TuneCliOptions): Promise<void> {
     );
   }
   const labels: PointSet[] = allLabels.slice(range[0], range[1]);
+  // Without --grid, the search space comes from these frames' own background (and the geometry's
+  // ADU per photon): the same search on a photon-counting Pilatus and on a CSPAD in raw ADU.
+  const basis = tune.backgroundBasis(frames, maps, fullMask, tune.geometryAduPerPhoton(geometry));
+  const grid = givenGrid ?? tune.defaultGridFor(basis);
+  const configs = tune.expandGrid(grid, defaultPf8Params);
 
   // Held-out check: tune on even modules, score the result on the odd ones.
   const present = new Uint8Array(fullMask.length).fill(1);
@@ -130,6 +134,11 @@ async function run(options: TuneCliOptions): Promise<void> {
   try {
     log(
       `tune: ${configs.length} configurations, ${frames.length} frame(s), ${search}, ${workers} worker(s)${split ? ', even modules (odd held out)' : ''}`,
+    );
+    log(
+      givenGrid === undefined
+        ? `tune: grid from the frames (background noise ${basis.noiseAdu.toPrecision(3)} ADU, 99th percentile ${basis.backgroundP99Adu.toPrecision(3)} ADU${basis.aduPerPhoton === undefined ? '' : `, ${basis.aduPerPhoton} ADU/photon`}): ${tune.gridToSpec(grid)}`
+        : `tune: grid ${tune.gridToSpec(grid)}`,
     );
     let bar: Progress | undefined;
     result = await tune.tunePf8(scorer, {
@@ -168,7 +177,15 @@ async function run(options: TuneCliOptions): Promise<void> {
 
   // Exactly what `peaks --params` reads (readPeakParamsFile rejects other fields); the rest of the
   // report goes to stdout.
-  const paramsFile = { method: 'pf8' as const, params: pf8ParamsToJson(best.params), f1: best.f1 };
+  const tuning = {
+    grid: tune.gridToSpec(grid),
+    gridFrom: givenGrid === undefined ? 'the frames' : '--grid',
+    ...(givenGrid === undefined ? { basis } : {}),
+    search,
+    frames: frames.length,
+    radiusPx,
+  };
+  const paramsFile = { method: 'pf8' as const, params: pf8ParamsToJson(best.params), f1: best.f1, tuning };
   const report = {
     ...paramsFile,
     precision: best.precision,
@@ -246,7 +263,7 @@ export function register(program: Command): void {
     .option('--search <kind>', 'grid or halving (successive halving over frames)', 'grid')
     .option(
       '--grid <spec>',
-      'values per parameter, e.g. "threshold=100,200;min-snr=3,5;min-pix-count=1,2;max-pix-count=200;local-bg-radius=3"; parameters not named stay at the defaults (default: a 756-point grid)',
+      'the search space, values per parameter, e.g. "threshold=100,200;min-snr=3,5;min-pix-count=1,2;max-pix-count=200;local-bg-radius=3"; parameters not named stay at the defaults (default: thresholds from the frames\' background noise to above their strongest background, log-spaced, with 3, 5, 10 photons\' worth where the geometry gives ADU per photon; SNR 3-8, 1-3 pixels, background radius 2-4)',
     )
     .option('--eta <n>', 'successive halving: keep 1/eta of the configurations per round', '3')
     .option('--workers <n>', 'worker threads (0: the main thread)')
