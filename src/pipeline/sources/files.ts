@@ -66,44 +66,53 @@ export function createFileSource(options: FileSourceOptions) {
     name,
     async *messages(): AsyncGenerator<SourceMessage> {
       let seq = 0;
-      for (const entry of entries) {
-        // Each entry: its events and how to read one (a CBF is one frame; a stack, all or one event).
-        let events: number[];
-        let read: (event: number) => Float32Array;
-        let close = () => {};
-        if (isCbfPath(entry.path)) {
-          events = [0];
-          read = () => {
-            const slab = cbfToSlab(readCbf(entry.path));
-            if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
-              throw new UserError(
-                `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
-                entry.path,
-              );
-            return Float32Array.from(slab.data);
-          };
-        } else {
-          let reader: FrameReader;
-          try {
-            reader = await openFrameReader(entry.path, {
-              dataPath: options.dataPath,
-              expectedSlabShape: slabShape,
-            });
-          } catch (error) {
-            // The whole file is unreadable: one dead letter for it (its frames cannot be counted).
-            const id = { source: name, file: entry.path, event: entry.event ?? 0 };
-            yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
-            continue;
+      let open: { path: string; reader: FrameReader } | undefined;
+      try {
+        for (const entry of entries) {
+          // Each entry: its events and how to read one (a CBF is one frame; a stack, all or one event).
+          let events: number[];
+          let read: (event: number) => Float32Array;
+          if (isCbfPath(entry.path)) {
+            events = [0];
+            read = () => {
+              const slab = cbfToSlab(readCbf(entry.path));
+              if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
+                throw new UserError(
+                  `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
+                  entry.path,
+                );
+              return Float32Array.from(slab.data);
+            };
+          } else {
+            let reader: FrameReader;
+            try {
+              // A list names a file once per event: consecutive entries of one file share its reader
+              // (opening an HDF5 file costs more than reading a frame from it).
+              if (open?.path !== entry.path) {
+                open?.reader.close();
+                open = undefined;
+                open = {
+                  path: entry.path,
+                  reader: await openFrameReader(entry.path, {
+                    dataPath: options.dataPath,
+                    expectedSlabShape: slabShape,
+                  }),
+                };
+              }
+              reader = open.reader;
+            } catch (error) {
+              // The whole file is unreadable: one dead letter for it (its frames cannot be counted).
+              const id = { source: name, file: entry.path, event: entry.event ?? 0 };
+              yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
+              continue;
+            }
+            events =
+              entry.event === undefined
+                ? Array.from({ length: reader.frameCount }, (_, i) => i)
+                : [entry.event];
+            // A fresh array per frame (it travels down the pipeline): the reader's own, no second copy.
+            read = (event) => reader.readFrame(event);
           }
-          events =
-            entry.event === undefined
-              ? Array.from({ length: reader.frameCount }, (_, i) => i)
-              : [entry.event];
-          // A fresh array per frame (it travels down the pipeline): the reader's own, no second copy.
-          read = (event) => reader.readFrame(event);
-          close = () => reader.close();
-        }
-        try {
           for (const event of events) {
             const id = { source: name, file: entry.path, event };
             try {
@@ -122,9 +131,9 @@ export function createFileSource(options: FileSourceOptions) {
               yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
             }
           }
-        } finally {
-          close();
         }
+      } finally {
+        open?.reader.close();
       }
       yield { kind: 'end', source: name, frames: seq };
     },
