@@ -13,6 +13,7 @@
  * announced minus what was accounted for (0 unless something is wrong, and then the summary says so).
  */
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
@@ -54,6 +55,13 @@ export interface PipelineOptions {
   maxPeaks?: number;
   /** In-process: frames the channel holds between source and processor (default 8). */
   queueFrames?: number;
+  /**
+   * Read files and write the CXI on threads of their own, overlapping the processing. Default: where
+   * the machine has cores to spare beyond two (on two cores the extra threads only take turns with
+   * the processor: measured slower, BENCHMARKS.md). The Redis sink always writes on its own thread
+   * of control (it acknowledges after its flushes).
+   */
+  ioThreads?: boolean;
   /** `inproc` (default) or `redis://HOST:PORT`. */
   transport?: string;
   /** Redis: the run's id (names its streams). */
@@ -122,6 +130,11 @@ async function runMask(options: PipelineOptions, sourceSpec: string, maps: Pixel
   });
 }
 
+/** Reading and writing threads: asked for, or where there are more than two cores. */
+function ioThreadsFor(options: PipelineOptions): boolean {
+  return options.ioThreads ?? availableParallelism() > 2;
+}
+
 async function producerSide(options: PipelineOptions): Promise<ProducerSide> {
   const geometryPath = required(options.geometryPath, 'geometryPath');
   const sourceSpec = required(options.source, 'source');
@@ -134,6 +147,7 @@ async function producerSide(options: PipelineOptions): Promise<ProducerSide> {
     maps,
     dataPath: options.dataPath,
     stopped: options.stopped,
+    readThread: ioThreadsFor(options),
   });
   if (options.rateHz !== undefined) source = paced(source, options.rateHz);
   return { geometryText, geometryName: geometryPath, maps, mask, source };
@@ -175,6 +189,8 @@ async function sinkSide(
   maps: PixelMaps,
   restored?: Restored,
   queueDepth: () => number = () => 0,
+  /** In-process runs write on a thread of their own; a Redis sink acknowledges after its flushes. */
+  threadedWriter = false,
 ): Promise<SinkSide> {
   const outPath = required(options.outPath, 'outPath');
   const before = restored?.counts ?? {};
@@ -187,6 +203,7 @@ async function sinkSide(
     maxPeaks: options.maxPeaks,
     resume: restored !== undefined,
     earlierRows: (part) => before[`partRows:${part}`] ?? 0,
+    threaded: threadedWriter,
   });
   const collector = createCollector(maps);
   let monitor: Monitor | undefined;
@@ -270,7 +287,14 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
   const channel = createChannel<SourceMessage>(Math.max(1, options.queueFrames ?? 8));
   let side: SinkSide;
   try {
-    side = await sinkSide(options, producer.geometryText, producer.maps, undefined, () => channel.depth);
+    side = await sinkSide(
+      options,
+      producer.geometryText,
+      producer.maps,
+      undefined,
+      () => channel.depth,
+      true,
+    );
   } catch (error) {
     await processor.release();
     throw error;

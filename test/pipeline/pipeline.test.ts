@@ -10,7 +10,7 @@ import { openFrameReader } from '../../src/io/cxi-reader.js';
 import { parseGeometry, readGeometry } from '../../src/io/geom.js';
 import { geometryForCxi } from '../../src/io/geom-cxi.js';
 import { openHdf5 } from '../../src/io/hdf5.js';
-import { createPeakList } from '../../src/peaks/peak-list.js';
+import { createPeakList, type PeakList } from '../../src/peaks/peak-list.js';
 import { parsePf8ParamsPartial, resolvePf8Params } from '../../src/peaks/pf8-params.js';
 import { createCollector } from '../../src/pipeline/collector.js';
 import { createResultRouter } from '../../src/pipeline/results.js';
@@ -233,6 +233,49 @@ test('run: unreadable frames are dead letters with their reason, and the run goe
   assert.equal(summary.deadLetters.length, 2);
   assert.match(summary.deadLetters[0].reason, /missing\.cxi/);
   assert.match(summary.deadLetters[1].reason, /frame 99 is out of range/);
+});
+
+test('reading and writing threads (ioThreads): the same CXI rows, frames and dead letters as one thread', async () => {
+  const source = await ready;
+  const list = join(dir, 'threads.lst');
+  writeFileSync(list, `${source}\n${join(dir, 'missing.cxi')}\n${source} //99\n${source} //3\n`);
+  const outputs: {
+    summary: Awaited<ReturnType<typeof runPipeline>>;
+    rows: PeakList[];
+    frames: Float32Array[];
+  }[] = [];
+  for (const ioThreads of [false, true]) {
+    const out = join(dir, `threads-${ioThreads}.cxi`);
+    const summary = await runPipeline({
+      source: `file:${list}`,
+      geometryPath: geom,
+      processor: { method: 'pf8', finder: { method: 'pf8', params: PF8 }, workers: 1 },
+      minPeaks: 10,
+      outPath: out,
+      ioThreads,
+    });
+    const rows = await readPeakTable(out);
+    const reader = await openFrameReader(out);
+    const frames = rows.map((_, i) => reader.readFrame(i));
+    reader.close();
+    outputs.push({ summary, rows, frames });
+  }
+  const [one, threaded] = outputs;
+  // 8 frames of the file, a missing file, an event out of range, frame 3 again (written once).
+  assert.equal(threaded.summary.sourceFrames, 11);
+  assert.equal(threaded.summary.lost, 0);
+  assert.ok(threaded.summary.hits >= 2, `${threaded.summary.hits} hits`);
+  for (const key of ['sourceFrames', 'frames', 'hits', 'rows', 'lost', 'duplicates'] as const)
+    assert.equal(threaded.summary[key], one.summary[key], key);
+  assert.deepEqual(
+    threaded.summary.deadLetters.map((d) => [d.file, d.event, d.reason]),
+    one.summary.deadLetters.map((d) => [d.file, d.event, d.reason]),
+  );
+  assert.equal(threaded.rows.length, one.rows.length);
+  threaded.rows.forEach((row, i) => {
+    assert.deepEqual([...row.fs.subarray(0, row.count)], [...one.rows[i].fs.subarray(0, one.rows[i].count)]);
+    assert.deepEqual(threaded.frames[i], one.frames[i]);
+  });
 });
 
 test('run from the simulator at a set rate, served by the shipped model; the CLI prints the summary', async () => {

@@ -11,7 +11,8 @@
  *   /entry_1/result_1/sourceFiles  string [F] the files, in order of first appearance
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { type CxiWriter, createCxiWriter } from '../../io/cxi-writer.js';
+import { type CxiWriter, type CxiWriterOptions, createCxiWriter } from '../../io/cxi-writer.js';
+import { createThreadedCxiWriter } from '../../io/cxi-writer-thread.js';
 import { geometryForCxi } from '../../io/geom-cxi.js';
 import type { NumericDtype } from '../../io/hdf5.js';
 import type { FrameResult, Sink } from '../protocol.js';
@@ -35,6 +36,11 @@ export interface CxiSinkOptions {
   resume?: boolean;
   /** With `resume`: the rows earlier part n holds that its sink had acknowledged (OUT.lst lists those). */
   earlierRows?: (part: number) => number;
+  /**
+   * Write on a thread of its own (cxi-writer-thread.ts), overlapping the processing: for a sink whose
+   * flushes nobody waits on (in-process). A Redis sink acknowledges after its flush: not for it.
+   */
+  threaded?: boolean;
 }
 
 export interface CxiSink extends Sink {
@@ -69,7 +75,7 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
   if (options.resume) while (existsSync(partPath(options.outPath, part))) part++;
   const outPath = partPath(options.outPath, part);
   writeFileSync(geomPath, geometryForCxi(options.geometryText));
-  const writer: CxiWriter = await createCxiWriter(outPath, {
+  const writerOptions: CxiWriterOptions = {
     maxPeaks: options.maxPeaks,
     frames: {
       slabShape: options.slabShape,
@@ -80,7 +86,9 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
     // A killed run loses at most the frames since the last flush, and the file still reads back.
     flushEvery: 4,
     crashSafe: true,
-  });
+  };
+  const threaded = options.threaded ? await createThreadedCxiWriter(outPath, writerOptions) : undefined;
+  const writer: CxiWriter = threaded ?? (await createCxiWriter(outPath, writerOptions));
   const files = new Map<string, number>();
   return {
     path: outPath,
@@ -91,7 +99,7 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
       return writer.frameCount;
     },
     flush: () => writer.flush(),
-    write(result: FrameResult) {
+    write(result: FrameResult): Promise<void> | undefined {
       if (!result.hit && !options.allFrames) return;
       if (result.pixels === undefined)
         throw new Error(`frame ${result.id.file} //${result.id.event}: no pixels reached the CXI sink`);
@@ -108,12 +116,15 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
       }
       writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
       writer.appendExtra('sourceEvent', Int32Array.of(result.id.event), []);
+      // A few frames queued on the writing thread at most: a slow disk holds the run back.
+      if (threaded !== undefined && threaded.backlog > 3 * 8) return threaded.settled(3 * 4);
     },
-    close() {
+    async close() {
       try {
         if (files.size > 0) writer.writeStrings('sourceFiles', [...files.keys()]);
       } finally {
-        writer.close();
+        if (threaded !== undefined) await threaded.closeAsync();
+        else writer.close();
         // OUT.lst: every part's rows in order. A killed sink's part may hold rows beyond those it
         // acknowledged (written, not acknowledged, then redelivered into the next part): not listed.
         const lines: string[] = [];

@@ -13,7 +13,8 @@ import { cbfToSlab, readCbf } from '../../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../../io/cxi-reader.js';
 import type { Geometry } from '../../io/geom.js';
 import { UserError } from '../../util/errors.js';
-import type { SourceMessage } from '../protocol.js';
+import { createWorkerPool, mapInOrder, workerScriptUrl } from '../../util/worker-pool.js';
+import type { FrameId, SourceMessage } from '../protocol.js';
 
 /** One entry of the source: a whole file, or one event of it. */
 export interface FileEntry {
@@ -57,83 +58,155 @@ export interface FileSourceOptions {
   geometry: Geometry;
   slabShape: [number, number];
   dataPath?: string;
+  /**
+   * Frames read ahead on a worker thread: reading (HDF5 decoding, the beam values) then overlaps the
+   * processing instead of taking turns with it on this thread. 0 (default) reads here.
+   */
+  readAhead?: number;
 }
+
+/** A request to the reading thread: how many frames a file holds, or one frame of it. */
+export type ReadTask = { kind: 'count'; path: string } | { kind: 'frame'; path: string; event: number };
+
+export type ReadResult =
+  | { kind: 'count'; frameCount: number }
+  | { kind: 'frame'; pixels: Float32Array; photonEnergyEv?: number; clenM?: number };
+
+/** What the reading thread needs (structured-cloned to it). */
+export interface FileReaderData {
+  geometry: Geometry;
+  slabShape: [number, number];
+  dataPath?: string;
+}
+
+/**
+ * Reads files for a file source, on whichever thread owns it: frame counts and frames (float32, the
+ * reader's own array: it travels down the pipeline), with each frame's beam values. Consecutive
+ * requests for one file share its reader (a list names a file once per event; opening an HDF5 file
+ * costs more than reading a frame from it).
+ */
+export function createFileReader(data: FileReaderData) {
+  const beam = createBeamReader(data.geometry);
+  const { slabShape } = data;
+  let open: { path: string; reader: FrameReader } | undefined;
+  const readerFor = async (path: string): Promise<FrameReader> => {
+    if (open?.path !== path) {
+      open?.reader.close();
+      open = undefined;
+      open = {
+        path,
+        reader: await openFrameReader(path, { dataPath: data.dataPath, expectedSlabShape: slabShape }),
+      };
+    }
+    return open.reader;
+  };
+  return {
+    async run(task: ReadTask): Promise<ReadResult> {
+      if (task.kind === 'count')
+        return {
+          kind: 'count',
+          frameCount: isCbfPath(task.path) ? 1 : (await readerFor(task.path)).frameCount,
+        };
+      let pixels: Float32Array;
+      if (isCbfPath(task.path)) {
+        const slab = cbfToSlab(readCbf(task.path));
+        if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
+          throw new UserError(
+            `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
+            task.path,
+          );
+        pixels = Float32Array.from(slab.data);
+      } else pixels = (await readerFor(task.path)).readFrame(task.event);
+      const values = await beam(isCbfPath(task.path) ? undefined : task.path, task.event);
+      const result: ReadResult = { kind: 'frame', pixels };
+      if (values.photonEnergyEv !== undefined) result.photonEnergyEv = values.photonEnergyEv;
+      if (values.clenM !== undefined) result.clenM = values.clenM;
+      return result;
+    },
+    close(): void {
+      open?.reader.close();
+      open = undefined;
+    },
+  };
+}
+
+type Item = { id: FrameId; error: string } | { id: FrameId; task: ReadTask & { kind: 'frame' } };
 
 export function createFileSource(options: FileSourceOptions) {
   const { name, entries, slabShape } = options;
-  const beam = createBeamReader(options.geometry);
+  const readAhead = options.readAhead ?? 0;
   return {
     name,
     async *messages(): AsyncGenerator<SourceMessage> {
-      let seq = 0;
-      let open: { path: string; reader: FrameReader } | undefined;
-      try {
+      const data: FileReaderData = { geometry: options.geometry, slabShape, dataPath: options.dataPath };
+      const local = readAhead > 0 ? undefined : createFileReader(data);
+      const pool =
+        readAhead > 0
+          ? createWorkerPool<ReadTask, ReadResult>(
+              workerScriptUrl(import.meta.url, 'file-read-worker'),
+              1,
+              data,
+            )
+          : undefined;
+      const read = (task: ReadTask): Promise<ReadResult> => (pool ? pool.run(task) : local!.run(task));
+      // Every frame the entries name, in order; a file that cannot be opened is one dead letter (its
+      // frames cannot be counted).
+      async function* items(): AsyncGenerator<Item> {
         for (const entry of entries) {
-          // Each entry: its events and how to read one (a CBF is one frame; a stack, all or one event).
-          let events: number[];
-          let read: (event: number) => Float32Array;
-          if (isCbfPath(entry.path)) {
-            events = [0];
-            read = () => {
-              const slab = cbfToSlab(readCbf(entry.path));
-              if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
-                throw new UserError(
-                  `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
-                  entry.path,
-                );
-              return Float32Array.from(slab.data);
+          if (entry.event !== undefined || isCbfPath(entry.path)) {
+            const event = entry.event ?? 0;
+            yield {
+              id: { source: name, file: entry.path, event },
+              task: { kind: 'frame', path: entry.path, event },
             };
-          } else {
-            let reader: FrameReader;
-            try {
-              // A list names a file once per event: consecutive entries of one file share its reader
-              // (opening an HDF5 file costs more than reading a frame from it).
-              if (open?.path !== entry.path) {
-                open?.reader.close();
-                open = undefined;
-                open = {
-                  path: entry.path,
-                  reader: await openFrameReader(entry.path, {
-                    dataPath: options.dataPath,
-                    expectedSlabShape: slabShape,
-                  }),
-                };
-              }
-              reader = open.reader;
-            } catch (error) {
-              // The whole file is unreadable: one dead letter for it (its frames cannot be counted).
-              const id = { source: name, file: entry.path, event: entry.event ?? 0 };
-              yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
-              continue;
-            }
-            events =
-              entry.event === undefined
-                ? Array.from({ length: reader.frameCount }, (_, i) => i)
-                : [entry.event];
-            // A fresh array per frame (it travels down the pipeline): the reader's own, no second copy.
-            read = (event) => reader.readFrame(event);
+            continue;
           }
-          for (const event of events) {
-            const id = { source: name, file: entry.path, event };
-            try {
-              const values = read(event);
-              const beamValues = await beam(isCbfPath(entry.path) ? undefined : entry.path, event);
-              yield {
-                kind: 'frame',
-                id,
-                seq: seq++,
-                slabShape,
-                pixels: values,
-                ...beamValues,
-                sentAtMs: Date.now(),
-              };
-            } catch (error) {
-              yield { kind: 'error', id, seq: seq++, reason: reasonOf(error) };
-            }
+          let count: number;
+          try {
+            const result = await read({ kind: 'count', path: entry.path });
+            count = result.kind === 'count' ? result.frameCount : 0;
+          } catch (error) {
+            yield { id: { source: name, file: entry.path, event: 0 }, error: reasonOf(error) };
+            continue;
           }
+          for (let event = 0; event < count; event++)
+            yield {
+              id: { source: name, file: entry.path, event },
+              task: { kind: 'frame', path: entry.path, event },
+            };
+        }
+      }
+      let seq = 0;
+      try {
+        const outcomes = mapInOrder(items(), Math.max(1, readAhead), async (item) => {
+          if ('error' in item) return { id: item.id, error: item.error };
+          try {
+            return { id: item.id, result: await read(item.task) };
+          } catch (error) {
+            return { id: item.id, error: reasonOf(error) };
+          }
+        });
+        for await (const outcome of outcomes) {
+          if ('error' in outcome) {
+            yield { kind: 'error', id: outcome.id, seq: seq++, reason: outcome.error as string };
+            continue;
+          }
+          const result = outcome.result as ReadResult & { kind: 'frame' };
+          const message: SourceMessage = {
+            kind: 'frame',
+            id: outcome.id,
+            seq: seq++,
+            slabShape,
+            pixels: result.pixels,
+            sentAtMs: Date.now(),
+          };
+          if (result.photonEnergyEv !== undefined) message.photonEnergyEv = result.photonEnergyEv;
+          if (result.clenM !== undefined) message.clenM = result.clenM;
+          yield message;
         }
       } finally {
-        open?.reader.close();
+        local?.close();
+        await pool?.close();
       }
       yield { kind: 'end', source: name, frames: seq };
     },

@@ -20,6 +20,8 @@ export interface SourceContext {
   dataPath?: string;
   /** Endless sources end when this turns true. */
   stopped?: () => boolean;
+  /** Files are read ahead on a thread of their own (default false: on this thread). */
+  readThread?: boolean;
 }
 
 const SIM_KEYS = ['frames', 'seed', 'hitRate'] as const;
@@ -36,6 +38,7 @@ export function openSource(spec: string, context: SourceContext): Source {
       geometry: context.geometry,
       slabShape: [context.maps.ssSize, context.maps.fsSize],
       dataPath: context.dataPath,
+      readAhead: context.readThread ? 4 : 0,
     });
   }
   if (kind === 'sim') {

@@ -1,0 +1,125 @@
+/**
+ * A CXI writer on its own thread: the same calls as createCxiWriter's, queued in order to a worker
+ * that owns the file, so encoding and writing frames (HDF5 through h5wasm, a few ms per megapixel)
+ * overlaps the caller's work instead of taking turns with it. For a pipeline's in-process sink.
+ *
+ * - Results the caller needs at once (the frame index, peaks kept and dropped) are computed here by
+ *   the same rule as the writer's (the strongest maxPeaks peaks are kept).
+ * - Frames are copied to the thread (the caller may still hold them: the monitor's gallery).
+ * - An error on the thread is thrown by the next call (and by `settled`/`closeAsync`).
+ * - `settled(n)` waits until at most n calls are queued: the caller's backpressure (a slow disk must
+ *   not pile frames up in memory). `closeAsync` waits for every call and the file's close.
+ * - Not for a writer whose flush must be on disk before the caller goes on (a Redis sink acknowledges
+ *   after its flush): `flush` here only queues one.
+ */
+import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import type { CxiFrameRecord, CxiWriter, CxiWriterOptions } from './cxi-writer.js';
+import type { NumericArray } from './hdf5.js';
+
+export type WriterCall =
+  | { op: 'open'; path: string; options: CxiWriterOptions }
+  | { op: 'appendFrame'; frame: CxiFrameRecord }
+  | { op: 'appendExtra'; name: string; row: NumericArray; rowShape?: number[] }
+  | { op: 'writeStrings'; name: string; values: string[] }
+  | { op: 'linkExternal'; name: string; file: string; target: string }
+  | { op: 'flush' }
+  | { op: 'close' };
+
+export interface ThreadedCxiWriter extends CxiWriter {
+  /** Calls queued on the thread and not yet done. */
+  readonly backlog: number;
+  /** Resolves once at most `calls` are queued (throws the thread's error, if any). */
+  settled(calls?: number): Promise<void>;
+  /** Every queued call done and the file closed. */
+  closeAsync(): Promise<void>;
+}
+
+export async function createThreadedCxiWriter(
+  path: string,
+  options: CxiWriterOptions = {},
+): Promise<ThreadedCxiWriter> {
+  const maxPeaks = options.maxPeaks ?? 2048;
+  const pool = createWorkerPool<WriterCall, null>(workerScriptUrl(import.meta.url, 'cxi-writer-worker'), 1);
+  let failure: unknown;
+  let closed = false;
+  let frameCount = 0;
+  let peaksDropped = 0;
+  const queued = new Set<Promise<unknown>>();
+  const check = () => {
+    if (failure !== undefined) throw failure;
+  };
+  const send = (call: WriterCall): void => {
+    check();
+    if (closed) throw new Error(`CXI writer for ${path} is closed`);
+    const done: Promise<unknown> = pool
+      .run(call)
+      .catch((error: unknown) => {
+        failure ??= error;
+      })
+      .finally(() => queued.delete(done));
+    queued.add(done);
+  };
+  const settled = async (calls = 0): Promise<void> => {
+    while (queued.size > calls) await Promise.race(queued);
+    check();
+  };
+  // Opening the file is awaited: a bad path fails here, as createCxiWriter would.
+  send({ op: 'open', path, options });
+  try {
+    await settled();
+  } catch (error) {
+    await pool.close();
+    throw error;
+  }
+  return {
+    path,
+    maxPeaks,
+    get frameCount() {
+      return frameCount;
+    },
+    get peaksDropped() {
+      return peaksDropped;
+    },
+    get backlog() {
+      return queued.size;
+    },
+    appendFrame(frame) {
+      const image = frame.image;
+      send({
+        op: 'appendFrame',
+        frame: { ...frame, ...(image === undefined ? {} : { image: image.slice() }) },
+      });
+      const dropped = Math.max(0, frame.peaks.count - maxPeaks);
+      peaksDropped += dropped;
+      return { frameIndex: frameCount++, peaksWritten: frame.peaks.count - dropped, peaksDropped: dropped };
+    },
+    appendExtra(name, row, rowShape) {
+      send({ op: 'appendExtra', name, row: row.slice(), rowShape });
+    },
+    writeStrings(name, values) {
+      send({ op: 'writeStrings', name, values: [...values] });
+    },
+    linkExternal(name, file, target) {
+      send({ op: 'linkExternal', name, file, target });
+    },
+    flush() {
+      send({ op: 'flush' });
+    },
+    settled,
+    close() {
+      send({ op: 'close' });
+      closed = true;
+    },
+    async closeAsync() {
+      if (!closed) {
+        send({ op: 'close' });
+        closed = true;
+      }
+      try {
+        await settled();
+      } finally {
+        await pool.close();
+      }
+    },
+  };
+}
