@@ -14,19 +14,7 @@ import { parseStreamText } from '../src/io/stream/reader.js';
 import type { StreamChunk } from '../src/io/stream/types.js';
 import { formatStreamText } from '../src/io/stream/writer.js';
 import { syntheticChunk, syntheticHeader } from '../test/stream-fixtures.js';
-
-async function timeIt(fn: () => unknown, budgetS = 3): Promise<number> {
-  await fn();
-  const samples: number[] = [];
-  const start = performance.now();
-  while (samples.length < 3 || (performance.now() - start < budgetS * 1000 && samples.length < 30)) {
-    const t = performance.now();
-    await fn();
-    samples.push((performance.now() - t) / 1000);
-  }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)];
-}
+import { timeIt } from './time-it.js';
 
 const rows: string[] = [];
 const work = mkdtempSync(join(tmpdir(), 'braggflow-match-bench-'));

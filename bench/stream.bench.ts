@@ -16,20 +16,7 @@ import {
   formatStreamText,
 } from '../src/io/stream/writer.js';
 import { syntheticChunk, syntheticHeader } from '../test/stream-fixtures.js';
-
-/** Median seconds of `fn` over at least 3 runs and ~`budgetS` seconds, after one warm-up run. */
-async function timeIt(fn: () => unknown, budgetS = 3): Promise<number> {
-  await fn();
-  const samples: number[] = [];
-  const start = performance.now();
-  while (samples.length < 3 || (performance.now() - start < budgetS * 1000 && samples.length < 50)) {
-    const t = performance.now();
-    await fn();
-    samples.push((performance.now() - t) / 1000);
-  }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)];
-}
+import { timeIt } from './time-it.js';
 
 const rows: string[] = [];
 const row = (...cells: (string | number)[]) => rows.push(`| ${cells.join(' | ')} |`);

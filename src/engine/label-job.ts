@@ -15,11 +15,10 @@ import { join } from 'node:path';
 import { panelSlabRect, type SlabRect } from '../detector/mask.js';
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps } from '../detector/pixel-maps.js';
-import { cbfToSlab, readCbf } from '../io/cbf.js';
+import { readCbfFrame } from '../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
-import { UserError } from '../util/errors.js';
 import { labelFrame } from './label-frame.js';
 import type { FitOptions } from './pseudo-voigt.js';
 
@@ -105,15 +104,7 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
     badReasons: {},
   };
   const readImage = async (frame: LabelJobFrame): Promise<Float32Array> => {
-    if (isCbfPath(frame.file)) {
-      const slab = cbfToSlab(readCbf(frame.file));
-      if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
-        throw new UserError(
-          `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
-          frame.file,
-        );
-      return Float32Array.from(slab.data);
-    }
+    if (isCbfPath(frame.file)) return readCbfFrame(frame.file, slabShape);
     let reader = readers.get(frame.file);
     if (reader === undefined) {
       // A few files open at once: a shard's frames come from the stream's files in order.

@@ -557,3 +557,18 @@ export function encodeCbf(arrays: CbfWriteArray[], options: CbfWriteOptions = {}
 export function writeCbf(path: string, arrays: CbfWriteArray[], options: CbfWriteOptions = {}): void {
   writeFileSync(path, encodeCbf(arrays, options));
 }
+
+/**
+ * A CBF file's image as one float32 frame of the geometry's slab ([ss * fs], fs fastest); a shape the
+ * geometry does not expect is a one-line error naming the file and both shapes.
+ */
+export function readCbfFrame(path: string, slabShape: readonly [number, number]): Float32Array {
+  const slab = cbfToSlab(readCbf(path));
+  if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1]) {
+    throw new UserError(
+      `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
+      path,
+    );
+  }
+  return Float32Array.from(slab.data);
+}

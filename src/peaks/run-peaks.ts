@@ -15,7 +15,7 @@ import { dirname, extname, relative, resolve } from 'node:path';
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { createBeamReader } from '../io/beam.js';
-import { cbfToSlab, readCbf } from '../io/cbf.js';
+import { readCbfFrame } from '../io/cbf.js';
 import { defaultPeakGroup } from '../io/cxi-peaks.js';
 import { defaultDataPath, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
@@ -110,16 +110,7 @@ async function frameSources(
       sources.push({
         file,
         frame: 0,
-        read() {
-          const data = cbfToSlab(readCbf(file));
-          if (data.shape[0] !== slab[0] || data.shape[1] !== slab[1]) {
-            throw new UserError(
-              `image [ss, fs] = [${data.shape.join(', ')}] does not match the geometry's slab [${slab.join(', ')}]`,
-              file,
-            );
-          }
-          return Float32Array.from(data.data);
-        },
+        read: () => readCbfFrame(file, slab),
       });
       continue;
     }

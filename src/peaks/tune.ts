@@ -106,7 +106,10 @@ export function backgroundBasis(
       seen.set(b, k);
       if (k % (strides.get(b) ?? 1) !== 0) continue;
       let values = bins.get(b);
-      if (values === undefined) bins.set(b, (values = []));
+      if (values === undefined) {
+        values = [];
+        bins.set(b, values);
+      }
       values.push(v);
     }
   }

@@ -54,7 +54,8 @@ describe('the default search space', () => {
     const hi = defaultGridFor(scaled).adcThreshold!;
     assert.equal(hi.length, lo.length);
     // Each threshold 25x (to the two significant figures they are rounded to).
-    lo.forEach((t, i) => assert.ok(Math.abs(hi[i] / (25 * t) - 1) < 0.06, `${hi[i]} vs 25 x ${t}`));
+    for (const [i, t] of lo.entries())
+      assert.ok(Math.abs(hi[i] / (25 * t) - 1) < 0.06, `${hi[i]} vs 25 x ${t}`);
     // From twice the noise to above the strongest background, with 3, 5 and 10 photons' worth.
     assert.ok(lo[0] <= 2 * one.noiseAdu * 1.05 && lo.at(-1)! >= 4 * one.backgroundP99Adu * 0.95);
     for (const photons of [3, 5, 10]) assert.ok(lo.includes(photons), `${photons} photons`);

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { createBeamReader } from '../../io/beam.js';
-import { cbfToSlab, readCbf } from '../../io/cbf.js';
+import { readCbfFrame } from '../../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../../io/cxi-reader.js';
 import type { Geometry } from '../../io/geom.js';
 import { UserError } from '../../util/errors.js';
@@ -108,15 +108,8 @@ export function createFileReader(data: FileReaderData) {
           frameCount: isCbfPath(task.path) ? 1 : (await readerFor(task.path)).frameCount,
         };
       let pixels: Float32Array;
-      if (isCbfPath(task.path)) {
-        const slab = cbfToSlab(readCbf(task.path));
-        if (slab.shape[0] !== slabShape[0] || slab.shape[1] !== slabShape[1])
-          throw new UserError(
-            `image [ss, fs] = [${slab.shape.join(', ')}] does not match the geometry's slab [${slabShape.join(', ')}]`,
-            task.path,
-          );
-        pixels = Float32Array.from(slab.data);
-      } else pixels = (await readerFor(task.path)).readFrame(task.event);
+      if (isCbfPath(task.path)) pixels = readCbfFrame(task.path, slabShape);
+      else pixels = (await readerFor(task.path)).readFrame(task.event);
       const values = await beam(isCbfPath(task.path) ? undefined : task.path, task.event);
       const result: ReadResult = { kind: 'frame', pixels };
       if (values.photonEnergyEv !== undefined) result.photonEnergyEv = values.photonEnergyEv;
