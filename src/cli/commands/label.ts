@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import type { LabelChoices, LabelManifest } from '../../engine/label.js';
 import { UserError } from '../../util/errors.js';
@@ -28,7 +29,7 @@ interface LabelCliOptions {
   peaks?: string;
   peaksGroup: string;
   mask: string[];
-  workers: string;
+  workers?: string;
   queue?: string;
   run: string;
   attempts: string;
@@ -91,7 +92,10 @@ async function run(options: LabelCliOptions): Promise<void> {
   if (options.gain !== undefined) choices.gain = numberOption('--gain', options.gain);
   if (options.maxChi2 !== undefined)
     choices.maxReducedChiSquare = numberOption('--max-chi2', options.maxChi2);
-  const workers = integerOption('--workers', options.workers);
+  const workers =
+    options.workers === undefined
+      ? Math.min(4, availableParallelism())
+      : integerOption('--workers', options.workers);
   const [{ labelStream, workerExecutor }, { createProgress }, { statSync }] = await Promise.all([
     import('../../engine/label.js'),
     import('../../util/progress.js'),
@@ -104,7 +108,7 @@ async function run(options: LabelCliOptions): Promise<void> {
   const sizeBytes = statSync(options.stream, { throwIfNoEntry: false })?.size ?? 0;
   const progress = createProgress('label', 100, (line) => process.stderr.write(`${line}\n`), 25);
   let shown = '';
-  if (options.queue !== undefined && workers > 1)
+  if (options.queue !== undefined && options.workers !== undefined && workers > 1)
     throw new UserError('--workers and --queue do not go together: start label-worker processes instead');
   const executor =
     options.queue === undefined
@@ -199,7 +203,7 @@ export function register(program: Command): void {
       collect,
       [],
     )
-    .option('--workers <n>', 'worker threads, a shard each (1: this thread)', '1')
+    .option('--workers <n>', 'worker threads, a shard each (1: this thread; default: the cores, at most 4)')
     .option(
       '--queue <redis://HOST:PORT>',
       'run the shards as BullMQ jobs in this Redis: start `braggflow label-worker --queue URL` processes on any machine that sees the files',
