@@ -159,6 +159,20 @@ export function geometryPhotonEnergyEv(geometry: Geometry, photonEnergyEv?: numb
   throw new UserError('geometry has no photon energy; give photonEnergyEv explicitly', geometry.sourcePath);
 }
 
+/**
+ * ADU per photon as the geometry gives it: `adu_per_photon`, or `adu_per_eV` x the photon energy
+ * (`photonEnergyEv`, else the geometry's literal one); undefined when it says neither.
+ */
+export function geometryAduPerPhoton(geometry: Geometry, photonEnergyEv?: number): number | undefined {
+  const panel = geometry.panels[0];
+  if (panel?.aduPerPhoton !== undefined) return panel.aduPerPhoton;
+  if (panel?.aduPerEv === undefined) return undefined;
+  const energy = photonEnergyEv ?? panel.photonEnergy ?? geometry.photonEnergy;
+  const ev =
+    typeof energy === 'number' ? energy : energy?.kind === 'value' ? energy.photonEnergyEv : undefined;
+  return ev === undefined ? undefined : panel.aduPerEv * ev;
+}
+
 /** Scattering angle 2θ (radians) per pixel; NaN where no panel. */
 export function twoThetaMap(maps: PixelMaps, options: BeamOptions = {}, out?: Float32Array): Float32Array {
   const clens = panelClensM(maps.geometry, options.clenM);

@@ -19,6 +19,7 @@ import { readCbfFrame } from '../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
+import { createPeakList, type PeakList, peakColumns } from '../peaks/peak-list.js';
 import { labelFrame } from './label-frame.js';
 import type { FitOptions } from './pseudo-voigt.js';
 
@@ -131,6 +132,8 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
   try {
     for (const frame of job.frames) {
       const image = await readImage(frame);
+      // Let timers run between frames (a queue worker renews its job's lock on one).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const result = labelFrame({
         image,
         fsSize: maps.fsSize,
@@ -141,8 +144,15 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
         fit: job.fit,
         minSnr: job.minSnr,
       });
+      // More spots than the table holds: the strongest, as the writer keeps them, with their fit
+      // quality in the same order.
+      const { peaks, reducedChiSquare } = strongestWithColumn(
+        result.peaks,
+        result.peakReducedChiSquare,
+        writer.maxPeaks,
+      );
       writer.appendFrame({
-        peaks: result.peaks,
+        peaks,
         image,
         photonEnergyEv: frame.photonEnergyEv,
         clenM: frame.clenM,
@@ -162,9 +172,9 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
       writer.appendExtra('matched', Int32Array.of(frame.matched), []);
       writer.appendExtra('badFits', Int32Array.of(badFits), []);
       // Fit quality per spot, beside the peak table's columns (zero-padded as they are).
-      writer.appendExtra('fitReducedChiSquare', result.peakReducedChiSquare, [writer.maxPeaks]);
+      writer.appendExtra('fitReducedChiSquare', reducedChiSquare, [writer.maxPeaks]);
       record.frames++;
-      record.peaks += result.peaks.count;
+      record.peaks += peaks.count;
       record.labelledPixels += result.labelledPixels;
       record.badFits += badFits;
       for (const [reason, count] of Object.entries(result.badReasons))
@@ -185,4 +195,24 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
   }
   renameSync(partPath, finalPath);
   return record;
+}
+
+/** The `limit` strongest peaks (by total intensity, as strongestPeaks) and a per-peak column alike. */
+function strongestWithColumn(
+  list: PeakList,
+  column: Float32Array,
+  limit: number,
+): { peaks: PeakList; reducedChiSquare: Float32Array } {
+  if (list.count <= limit) return { peaks: list, reducedChiSquare: column };
+  const order = Array.from({ length: list.count }, (_, i) => i);
+  order.sort((a, b) => list.totalIntensity[b] - list.totalIntensity[a] || a - b);
+  const peaks = createPeakList(limit);
+  peaks.count = limit;
+  const reducedChiSquare = new Float32Array(limit);
+  for (let k = 0; k < limit; k++) {
+    const i = order[k];
+    for (const name of peakColumns) peaks[name][k] = list[name][i];
+    reducedChiSquare[k] = column[i];
+  }
+  return { peaks, reducedChiSquare };
 }

@@ -15,9 +15,11 @@
  *   choices: a coordinator restarted on the same run finds the jobs it added (finished ones answer at
  *   once); another run on the same queue never collides.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import type { LabelExecutor } from './label.js';
-import { type LabelJob, runLabelJob, type ShardRecord } from './label-job.js';
+import { type LabelJob, runLabelJob, type ShardRecord, shardFileName } from './label-job.js';
 
 /** The queue's name in Redis, for a run name (`--run`). */
 export function labelQueueName(run: string): string {
@@ -59,6 +61,8 @@ export async function queueExecutor(options: QueueExecutorOptions): Promise<Labe
   const queue = new Queue<LabelJob, ShardRecord>(name, { connection });
   const events = new QueueEvents(name, { connection });
   queue.on('error', () => {});
+  // Each job waited for listens on the queue: as many listeners as jobs in flight.
+  queue.setMaxListeners(0);
   events.on('error', () => {});
   await events.waitUntilReady();
   const attempts = options.attempts ?? 3;
@@ -67,18 +71,28 @@ export async function queueExecutor(options: QueueExecutorOptions): Promise<Labe
     recordsFailures: true,
     async run(job) {
       const jobId = `${job.key}-shard-${job.index}`;
-      const existing = await queue.getJob(jobId);
-      // A job that failed for good in an earlier run is retried; any other state is waited for.
-      if (existing !== undefined && (await existing.isFailed())) await existing.retry('failed');
-      const added =
-        existing ??
-        (await queue.add('shard', job, {
+      const add = () =>
+        queue.add('shard', job, {
           jobId,
           attempts,
           backoff: { type: 'fixed', delay: 1000 },
           removeOnComplete: false,
           removeOnFail: false,
-        }));
+        });
+      let existing = await queue.getJob(jobId);
+      // A job that failed for good in an earlier run is retried, with its attempts afresh.
+      if (existing !== undefined && (await existing.isFailed()))
+        await existing.retry('failed', { resetAttemptsMade: true });
+      // Done in an earlier run whose shard is gone (deleted, or cleaned up): run it again.
+      if (
+        existing !== undefined &&
+        (await existing.isCompleted()) &&
+        !existsSync(join(job.outDir, shardFileName(job.index)))
+      ) {
+        await existing.remove();
+        existing = undefined;
+      }
+      const added = existing ?? (await add());
       try {
         return (await added.waitUntilFinished(events)) as ShardRecord;
       } catch (error) {

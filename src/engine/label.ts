@@ -34,7 +34,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { computePixelMaps } from '../detector/pixel-maps.js';
+import { computePixelMaps, geometryAduPerPhoton } from '../detector/pixel-maps.js';
 import { type Geometry, parseGeometry } from '../io/geom.js';
 import { readStream } from '../io/stream/reader.js';
 import type { StreamChunk } from '../io/stream/types.js';
@@ -117,6 +117,8 @@ export interface LabelManifest {
   stream: string;
   streamBytes: number;
   geometry: string;
+  /** A hash of the other inputs that decide the labels (geometry text, found peaks, masks, paths). */
+  inputs: string;
   choices: LabelChoices;
   /** Completed shards, by index. */
   shards: ShardRecord[];
@@ -264,12 +266,28 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
   const maps = computePixelMaps(geometry);
   const panelIndex = new PanelIndex(geometry, maps.layout.panelSsOffset);
 
-  const geometryGain = geometry.panels[0]?.aduPerPhoton;
+  const geometryGain = geometryAduPerPhoton(geometry);
   const choices: LabelChoices = {
     ...defaultLabelChoices,
     gain: geometryGain !== undefined && geometryGain > 0 ? geometryGain : 1,
     ...options.choices,
   };
+  // What else decides which frames are labelled and how: a restart must see the same.
+  const inputsHash = createHash('sha256');
+  inputsHash.update(
+    JSON.stringify([
+      geometryText,
+      options.maskFiles ?? [],
+      options.dataPath ?? null,
+      options.dataRoot === undefined ? null : resolve(options.dataRoot),
+    ]),
+  );
+  for (const list of options.foundPeaks ?? []) {
+    inputsHash.update(new Uint8Array(list.fs.buffer, list.fs.byteOffset, 4 * list.count));
+    inputsHash.update(new Uint8Array(list.ss.buffer, list.ss.byteOffset, 4 * list.count));
+    inputsHash.update('|');
+  }
+  const inputs = inputsHash.digest('hex').slice(0, 16);
   if (!Number.isInteger(choices.shardFrames) || choices.shardFrames < 1)
     throw new UserError(`frames per shard must be a positive integer, got ${choices.shardFrames}`);
 
@@ -284,6 +302,13 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
       throw new UserError(
         `holds labels of ${previous.stream} (${previous.streamBytes} bytes), not of ${streamPath} (${streamBytes} bytes): choose another --out`,
         manifestPath,
+      );
+    }
+    if (previous.inputs !== inputs) {
+      throw new UserError(
+        'was made from other inputs (geometry, found peaks, mask files, data path or data root): choose another --out or the same inputs',
+        manifestPath,
+        'field inputs',
       );
     }
     const differs = sameChoices(previous.choices, choices);
@@ -303,6 +328,7 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
       stream: streamPath,
       streamBytes,
       geometry: geometryName,
+      inputs,
       choices,
       shards: [],
       complete: false,
@@ -315,11 +341,9 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
       },
     };
   }
-  // Shard files the manifest does not list (and `.part` files) were being written when a run stopped.
-  const listed = new Set(manifest.shards.map((shard) => shard.file));
-  for (const name of readdirSync(outDir)) {
-    if ((/^shard-\d+\.h5$/.test(name) && !listed.has(name)) || isPartFile(name)) rmSync(join(outDir, name));
-  }
+  // Part files were being written when a run stopped. A whole shard the manifest does not list (a
+  // queue worker finished it after its coordinator stopped) stays: its job runs again and rewrites it.
+  for (const name of readdirSync(outDir)) if (isPartFile(name)) rmSync(join(outDir, name));
   const done = new Set(manifest.shards.map((shard) => shard.index));
   labelledFrames = manifest.shards.reduce((n, shard) => n + shard.frames, 0);
   if (manifest.complete) return manifest;
@@ -348,7 +372,7 @@ export async function labelStream(options: LabelStreamOptions): Promise<LabelMan
     maxIterations: 100,
   };
   const key = createHash('sha256')
-    .update(JSON.stringify([outDir, streamPath, streamBytes, choices]))
+    .update(JSON.stringify([outDir, streamPath, streamBytes, inputs, choices]))
     .digest('hex')
     .slice(0, 12);
   const makeJob = (index: number, frames: LabelJobFrame[]): LabelJob => ({

@@ -189,7 +189,7 @@ function peakListPoints(list: PeakList, panels: PanelIndex): PanelPoints {
   return points;
 }
 
-/** `//N` (CrystFEL's event of a multi-frame HDF5 file) as N; undefined when absent or not that form. */
+/** `//N` (CrystFEL's event of a multi-frame HDF5 file) as N; 0 when absent (a single-image file); undefined when not that form. */
 export function eventFrameIndex(event: string | undefined): number | undefined {
   if (event === undefined) return 0;
   const match = /^\/\/(\d+)$/.exec(event.trim());
@@ -310,7 +310,22 @@ export async function matchStream(
       );
     }
   }
-  const panels = new PanelIndex(geometry, geometry && slabLayout(geometry).panelSsOffset);
+  let offsets: number[] | undefined;
+  if (geometry !== undefined) {
+    try {
+      offsets = slabLayout(geometry).panelSsOffset;
+    } catch (error) {
+      options.onWarning?.(`${path}: the geometry block's layout does not work (${(error as Error).message})`);
+      geometry = undefined;
+    }
+  }
+  if (geometry === undefined && options.foundPeaks !== undefined) {
+    throw new UserError(
+      "found peaks from a file need the stream's geometry block to know their panels (it has none that parses)",
+      path,
+    );
+  }
+  const panels = new PanelIndex(geometry, offsets);
   const frames: FrameMatch[] = [];
   let chunks = 0;
   for await (const chunk of file.chunks) {

@@ -48,11 +48,11 @@ export async function createThreadedCxiWriter(
   const check = () => {
     if (failure !== undefined) throw failure;
   };
-  const send = (call: WriterCall): void => {
+  const send = (call: WriterCall, transfer?: ArrayBuffer[]): void => {
     check();
     if (closed) throw new Error(`CXI writer for ${path} is closed`);
     const done: Promise<unknown> = pool
-      .run(call)
+      .run(call, transfer)
       .catch((error: unknown) => {
         failure ??= error;
       })
@@ -71,6 +71,20 @@ export async function createThreadedCxiWriter(
     await pool.close();
     throw error;
   }
+  let closing: Promise<void> | undefined;
+  const closeAsync = (): Promise<void> => {
+    closing ??= (async () => {
+      try {
+        if (!closed && failure === undefined) send({ op: 'close' });
+        closed = true;
+        await settled();
+      } finally {
+        closed = true;
+        await pool.close();
+      }
+    })();
+    return closing;
+  };
   return {
     path,
     maxPeaks,
@@ -107,19 +121,9 @@ export async function createThreadedCxiWriter(
     },
     settled,
     close() {
-      send({ op: 'close' });
-      closed = true;
+      // The thread ends when its calls are done; closeAsync waits for that.
+      void closeAsync().catch(() => {});
     },
-    async closeAsync() {
-      if (!closed) {
-        send({ op: 'close' });
-        closed = true;
-      }
-      try {
-        await settled();
-      } finally {
-        await pool.close();
-      }
-    },
+    closeAsync,
   };
 }

@@ -248,17 +248,23 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
     // Nothing found: is the threshold above everything these frames hold? (indexamajig's default
     // of 800 ADU is, on a photon-counting detector.) One more read of the first frame, only here.
     const { backgroundBasis } = await import('./tune.js');
-    const reopened = await frameSources(maps, { ...options, frames: [0, 1] });
+    const first = options.frames?.[0] ?? 0;
     try {
-      const basis = backgroundBasis([reopened.sources[0].read()], maps, mask);
+      const reopened = await frameSources(maps, { ...options, frames: [first, first + 1] });
+      let basis: ReturnType<typeof backgroundBasis>;
+      try {
+        basis = backgroundBasis([reopened.sources[0].read()], maps, mask);
+      } finally {
+        reopened.close();
+      }
       const threshold = spec.params.adcThreshold;
       if (threshold > 4 * basis.backgroundP99Adu) {
         warnings.push(
           `no peaks: the threshold (${threshold} ADU${threshold === defaultPf8Params.adcThreshold ? ", indexamajig's default" : ''}) is far above these frames' signal (background noise ${basis.noiseAdu.toPrecision(3)} ADU, 99th percentile ${basis.backgroundP99Adu.toPrecision(3)} ADU); \`braggflow tune\` finds parameters for this detector`,
         );
       }
-    } finally {
-      reopened.close();
+    } catch {
+      // Only a hint: a frame that cannot be read again leaves the warning out, not the run failed.
     }
   }
   return {

@@ -135,20 +135,6 @@ export function backgroundBasis(
   return basis;
 }
 
-/**
- * ADU per photon as the geometry gives it: `adu_per_photon`, or `adu_per_eV` x the photon energy
- * (`photonEnergyEv`, else the geometry's literal one); undefined when it says neither.
- */
-export function geometryAduPerPhoton(geometry: Geometry, photonEnergyEv?: number): number | undefined {
-  const panel = geometry.panels[0];
-  if (panel?.aduPerPhoton !== undefined) return panel.aduPerPhoton;
-  if (panel?.aduPerEv === undefined) return undefined;
-  const energy = photonEnergyEv ?? panel.photonEnergy ?? geometry.photonEnergy;
-  const ev =
-    typeof energy === 'number' ? energy : energy?.kind === 'value' ? energy.photonEnergyEv : undefined;
-  return ev === undefined ? undefined : panel.aduPerEv * ev;
-}
-
 /** Two significant figures: thresholds people read and type. */
 function round2(value: number): number {
   const scale = 10 ** (Math.floor(Math.log10(value)) - 1);

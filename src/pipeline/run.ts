@@ -293,17 +293,24 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
       producer.maps,
       undefined,
       () => channel.depth,
-      true,
+      ioThreadsFor(options),
     );
   } catch (error) {
     await processor.release();
     throw error;
   }
   const { sink, router } = side;
-  // The producer: the source into the channel (waits while the channel is full).
+  // The producer: the source into the channel (waits while the channel is full). It stops early when
+  // the consumer fails (the channel is then closed under it): its source, and any reading thread,
+  // are closed by leaving the loop.
   const sending = (async () => {
     try {
-      for await (const message of producer.source.messages()) await channel.send(message);
+      for await (const message of producer.source.messages()) {
+        if (channel.closed) break;
+        await channel.send(message);
+      }
+    } catch (error) {
+      if (!channel.closed) throw error;
     } finally {
       channel.close();
     }
@@ -318,10 +325,18 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
       else if (outcome.kind === 'error') await router.deadLetter(outcome);
     }
     await sending;
+  } catch (error) {
+    // Release a producer waiting for room, and let it close its source before the error goes up.
+    channel.close();
+    await sending.catch(() => {});
+    throw error;
   } finally {
-    await processor.release();
-    await sink.close();
-    await side.stopMonitor();
+    try {
+      await processor.release();
+      await sink.close();
+    } finally {
+      await side.stopMonitor();
+    }
   }
   return side.summary({
     source: required(options.source, 'source'),

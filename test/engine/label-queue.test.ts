@@ -118,6 +118,28 @@ describe('label on a job queue', redisSkip, () => {
     assert.deepEqual(manifest.totals, reference.totals);
     // Whole shards only: the killed attempt's part file is gone.
     assert.deepEqual(readdirSync(out).sort(), readdirSync(inline).sort());
+    // The output folder deleted, the same command again: the queue's finished jobs do not stand in
+    // for shards that are gone; they are labelled again.
+    rmSync(out, { recursive: true, force: true });
+    const again = await spawnCli([
+      'label',
+      '--stream',
+      stream,
+      '--out',
+      out,
+      '--shard-frames',
+      '1',
+      '--min-matched',
+      '1',
+      '--queue',
+      redis.url,
+      '--run',
+      'kill',
+      '--json',
+    ]).done;
+    assert.equal(again.code, 0, again.stderr);
+    const rerun = JSON.parse(again.stdout) as LabelManifest;
+    assert.deepEqual(await chunksOf(out, rerun), await chunksOf(inline, reference));
     b.child.kill('SIGTERM');
     await b.done;
   });

@@ -317,6 +317,15 @@ describe('braggflow label on a simulated run', () => {
       labelStream({
         streamPath: stream,
         outDir: part,
+        dataRoot: dir,
+        choices: { shardFrames: 1, minMatched: 1 },
+      }),
+      (error: unknown) => error instanceof UserError && /made from other inputs/.test(error.message),
+    );
+    await assert.rejects(
+      labelStream({
+        streamPath: stream,
+        outDir: part,
         choices: { shardFrames: 1, minMatched: 1, windowPx: 11 },
       }),
       (error: unknown) =>

@@ -69,7 +69,7 @@ async function run(options: TuneCliOptions): Promise<void> {
   const givenGrid = options.grid === undefined ? undefined : tune.parseGrid(options.grid);
 
   const { readGeometry } = await import('../../io/geom.js');
-  const { computePixelMaps } = await import('../../detector/pixel-maps.js');
+  const { computePixelMaps, geometryAduPerPhoton } = await import('../../detector/pixel-maps.js');
   const { buildMask } = await import('../../detector/mask-file.js');
   const { openFrameReader } = await import('../../io/cxi-reader.js');
   const { readLabelLists } = await import('../../engine/labels.js');
@@ -101,7 +101,7 @@ async function run(options: TuneCliOptions): Promise<void> {
   const labels: PointSet[] = allLabels.slice(range[0], range[1]);
   // Without --grid, the search space comes from these frames' own background (and the geometry's
   // ADU per photon): the same search on a photon-counting Pilatus and on a CSPAD in raw ADU.
-  const basis = tune.backgroundBasis(frames, maps, fullMask, tune.geometryAduPerPhoton(geometry));
+  const basis = tune.backgroundBasis(frames, maps, fullMask, geometryAduPerPhoton(geometry));
   const grid = givenGrid ?? tune.defaultGridFor(basis);
   const configs = tune.expandGrid(grid, defaultPf8Params);
 

@@ -176,6 +176,8 @@ export function createFileSource(options: FileSourceOptions) {
           try {
             return { id: item.id, result: await read(item.task) };
           } catch (error) {
+            // A reading thread that died (not a frame it could not read) ends the run.
+            if (pool !== undefined && !(error instanceof UserError)) throw error;
             return { id: item.id, error: reasonOf(error) };
           }
         });

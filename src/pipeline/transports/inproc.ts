@@ -8,8 +8,9 @@
 export interface Channel<T> extends AsyncIterable<T> {
   /** Resolves once the item is queued; waits while `capacity` items are queued. */
   send(item: T): Promise<void>;
-  /** No more items: receivers finish once the queue drains. */
+  /** No more items: receivers finish once the queue drains; senders waiting for room throw. */
   close(): void;
+  readonly closed: boolean;
   /** Items queued now. */
   readonly depth: number;
   /** Most items ever queued at once (a bounded channel never exceeds its capacity). */
@@ -41,13 +42,20 @@ export function createChannel<T>(capacity: number): Channel<T> {
         receiver({ value: item, done: false });
         return;
       }
-      while (queue.length >= capacity) await new Promise<void>((resolve) => senders.push(resolve));
+      while (queue.length >= capacity) {
+        await new Promise<void>((resolve) => senders.push(resolve));
+        if (closed) throw new Error('send on a closed channel');
+      }
       queue.push(item);
       maxDepth = Math.max(maxDepth, queue.length);
+    },
+    get closed() {
+      return closed;
     },
     close() {
       closed = true;
       for (const receiver of receivers.splice(0)) receiver({ value: undefined, done: true });
+      for (const sender of senders.splice(0)) sender();
     },
     [Symbol.asyncIterator](): AsyncIterator<T> {
       return {
