@@ -171,7 +171,7 @@ export function register(program: Command): void {
     )
     .option(
       '--gain <adu>',
-      "detector units per photon for the fits' shot noise (default: the geometry's adu_per_photon, else 1)",
+      "detector units per photon for the fits' shot noise (default: the geometry's adu_per_photon, or adu_per_eV x its photon energy, else 1)",
     )
     .option('--max-chi2 <x>', 'fits with a larger reduced chi-square are bad (default: not checked)')
     .option(
