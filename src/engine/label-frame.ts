@@ -41,8 +41,6 @@ export interface FrameLabelResult {
    * that sum's SNR (see minSnr), its label pixel count, its fitted peak height.
    */
   peaks: PeakList;
-  /** Per input peak: the fit's reduced chi-square (NaN when not fitted). */
-  reducedChiSquare: Float32Array;
   /** Per labelled spot (row of `peaks`): its fit's reduced chi-square. */
   peakReducedChiSquare: Float32Array;
   /** Per input peak: 1 when the fit was bad (or the peak lies on no panel), else 0. */
@@ -57,7 +55,6 @@ export function labelFrame(input: FrameLabelInput): FrameLabelResult {
   const { image, fsSize, mask, panels, peaks } = input;
   const labels = new Uint8Array(image.length);
   const out = createPeakList(peaks.count);
-  const reducedChiSquare = new Float32Array(peaks.count).fill(Number.NaN);
   const peakReducedChiSquare = new Float32Array(peaks.count);
   const bad = new Uint8Array(peaks.count);
   const badReasons: Record<string, number> = {};
@@ -112,7 +109,6 @@ export function labelFrame(input: FrameLabelInput): FrameLabelResult {
       input.fit,
       data.mask,
     );
-    reducedChiSquare[i] = fit.reducedChiSquare;
     if (fit.bad) {
       noteBad(i, fit.badReason ?? 'bad fit');
       continue;
@@ -188,7 +184,6 @@ export function labelFrame(input: FrameLabelInput): FrameLabelResult {
   return {
     labels,
     peaks: out,
-    reducedChiSquare,
     peakReducedChiSquare: peakReducedChiSquare.subarray(0, out.count),
     bad,
     badReasons,

@@ -15,11 +15,11 @@ import { join } from 'node:path';
 import { panelSlabRect, type SlabRect } from '../detector/mask.js';
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps } from '../detector/pixel-maps.js';
-import { readCbfFrame } from '../io/cbf.js';
+import { isCbfPath, readCbfFrame } from '../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
-import { createPeakList, type PeakList, peakColumns } from '../peaks/peak-list.js';
+import { type PeakList, selectPeaks, strongestOrder } from '../peaks/peak-list.js';
 import { labelFrame } from './label-frame.js';
 import type { FitOptions } from './pseudo-voigt.js';
 
@@ -77,8 +77,6 @@ export interface ShardRecord {
 export function shardFileName(index: number): string {
   return `shard-${String(index).padStart(5, '0')}.h5`;
 }
-
-const isCbfPath = (path: string) => path.toLowerCase().endsWith('.cbf');
 
 /** Runs one job (see the module comment) and returns its shard's record. */
 export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
@@ -203,16 +201,7 @@ function strongestWithColumn(
   column: Float32Array,
   limit: number,
 ): { peaks: PeakList; reducedChiSquare: Float32Array } {
-  if (list.count <= limit) return { peaks: list, reducedChiSquare: column };
-  const order = Array.from({ length: list.count }, (_, i) => i);
-  order.sort((a, b) => list.totalIntensity[b] - list.totalIntensity[a] || a - b);
-  const peaks = createPeakList(limit);
-  peaks.count = limit;
-  const reducedChiSquare = new Float32Array(limit);
-  for (let k = 0; k < limit; k++) {
-    const i = order[k];
-    for (const name of peakColumns) peaks[name][k] = list[name][i];
-    reducedChiSquare[k] = column[i];
-  }
-  return { peaks, reducedChiSquare };
+  const order = strongestOrder(list, limit);
+  if (order === undefined) return { peaks: list, reducedChiSquare: column };
+  return { peaks: selectPeaks(list, order), reducedChiSquare: Float32Array.from(order, (i) => column[i]) };
 }

@@ -20,6 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { extname } from 'node:path';
 import { readUserFile, UserError } from '../util/errors.js';
 import {
   type CodecContext,
@@ -556,6 +557,11 @@ export function encodeCbf(arrays: CbfWriteArray[], options: CbfWriteOptions = {}
 /** Writes arrays as a CBF file. */
 export function writeCbf(path: string, arrays: CbfWriteArray[], options: CbfWriteOptions = {}): void {
   writeFileSync(path, encodeCbf(arrays, options));
+}
+
+/** True for a path CBF readers take (by its extension, as CrystFEL tells CBF from HDF5). */
+export function isCbfPath(path: string): boolean {
+  return extname(path).toLowerCase() === '.cbf';
 }
 
 /**

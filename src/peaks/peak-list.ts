@@ -63,12 +63,26 @@ export function trimPeakList(list: PeakList): PeakList {
  * when it already fits. Writers use it to honour a fixed peak-table width.
  */
 export function strongestPeaks(list: PeakList, limit: number): PeakList {
-  if (list.count <= limit) return list;
+  const order = strongestOrder(list, limit);
+  return order === undefined ? list : selectPeaks(list, order);
+}
+
+/**
+ * The rows strongestPeaks keeps, strongest first (total intensity, ties by row): undefined when the
+ * list fits. For callers that carry other per-peak columns along in the same order.
+ */
+export function strongestOrder(list: PeakList, limit: number): Int32Array | undefined {
+  if (list.count <= limit) return undefined;
   const order = Array.from({ length: list.count }, (_, i) => i);
   order.sort((a, b) => list.totalIntensity[b] - list.totalIntensity[a] || a - b);
-  const out = createPeakList(limit);
-  out.count = limit;
-  for (let k = 0; k < limit; k++) {
+  return Int32Array.from(order.slice(0, limit));
+}
+
+/** The rows `order` names, in that order. */
+export function selectPeaks(list: PeakList, order: ArrayLike<number>): PeakList {
+  const out = createPeakList(order.length);
+  out.count = order.length;
+  for (let k = 0; k < order.length; k++) {
     const i = order[k];
     for (const name of peakColumns) out[name][k] = list[name][i];
   }

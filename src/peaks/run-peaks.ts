@@ -11,11 +11,11 @@
  * P.lst and P.geom are written beside P.cxi for `indexamajig --peaks=cxi`.
  */
 import { writeFileSync } from 'node:fs';
-import { dirname, extname, relative, resolve } from 'node:path';
+import { dirname, relative, resolve } from 'node:path';
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { createBeamReader } from '../io/beam.js';
-import { readCbfFrame } from '../io/cbf.js';
+import { isCbfPath, readCbfFrame } from '../io/cbf.js';
 import { defaultPeakGroup } from '../io/cxi-peaks.js';
 import { defaultDataPath, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter } from '../io/cxi-writer.js';
@@ -89,12 +89,8 @@ interface FrameSource {
   read(): Float32Array;
 }
 
-function isCbf(path: string): boolean {
-  return extname(path).toLowerCase() === '.cbf';
-}
-
 async function buildRunMask(maps: PixelMaps, options: RunPeaksOptions): Promise<Uint8Array> {
-  const firstHdf5 = options.inputs.find((path) => !isCbf(path));
+  const firstHdf5 = options.inputs.find((path) => !isCbfPath(path));
   return buildMask(maps, { dataFile: firstHdf5, extraFiles: options.maskFiles });
 }
 
@@ -106,7 +102,7 @@ async function frameSources(
   const closers: (() => void)[] = [];
   const slab: [number, number] = [maps.ssSize, maps.fsSize];
   for (const file of options.inputs) {
-    if (isCbf(file)) {
+    if (isCbfPath(file)) {
       sources.push({
         file,
         frame: 0,
@@ -147,7 +143,7 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
   // A single HDF5 input read whole: link its frames; else copy them on request.
   const whole =
     options.inputs.length === 1 &&
-    !isCbf(options.inputs[0]) &&
+    !isCbfPath(options.inputs[0]) &&
     (options.frames === undefined ||
       (options.frames[0] === 0 && (options.frames[1] ?? sources.length) >= sources.length));
   const frameData: RunPeaksSummary['frameData'] = options.withFrames ? 'copied' : whole ? 'linked' : 'none';
@@ -163,7 +159,7 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
   let peaks = 0;
   try {
     const record = async (source: FrameSource, list: PeakList, done: number, image?: Float32Array) => {
-      const values = await beam(isCbf(source.file) ? undefined : source.file, source.frame);
+      const values = await beam(isCbfPath(source.file) ? undefined : source.file, source.frame);
       writer.appendFrame({ peaks: list, image: frameData === 'copied' ? image : undefined, ...values });
       let fileIndex = files.get(source.file);
       if (fileIndex === undefined) {

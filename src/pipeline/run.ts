@@ -17,6 +17,7 @@ import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
+import { isCbfPath } from '../io/cbf.js';
 import { parseGeometry } from '../io/geom.js';
 import { readUserFile } from '../util/errors.js';
 import { mapInOrder } from '../util/worker-pool.js';
@@ -27,7 +28,7 @@ import { processFrame } from './processors/process-frame.js';
 import type { FrameResult, Processor, Source, SourceMessage } from './protocol.js';
 import { createResultRouter, type ResultRouter, type RouterState } from './results.js';
 import { type CxiSink, createCxiSink } from './sinks/cxi.js';
-import { fileEntries, isCbfPath } from './sources/files.js';
+import { fileEntries } from './sources/files.js';
 import { openSource, paced } from './sources/index.js';
 import { createChannel } from './transports/inproc.js';
 

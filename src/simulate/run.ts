@@ -35,7 +35,7 @@ import {
 import { type Geometry, HC_EV_M } from '../io/geom.js';
 import type { PeakTable, ReflectionTable, StreamChunk, StreamCrystal } from '../io/stream/types.js';
 import { createStreamWriter, type StreamWriter } from '../io/stream/writer.js';
-import { createPeakList, type PeakList, peakColumns } from '../peaks/peak-list.js';
+import { type PeakList, selectPeaks, strongestOrder } from '../peaks/peak-list.js';
 import { UserError } from '../util/errors.js';
 import { median } from '../util/stats.js';
 import { createWorkerPool, mapInOrder, workerScriptUrl } from '../util/worker-pool.js';
@@ -249,17 +249,9 @@ function strongestTruth(
   spotIndex: Int32Array,
   limit: number,
 ): { truth: PeakList; spotIndex: Int32Array } {
-  if (truth.count <= limit) return { truth, spotIndex: spotIndex.subarray(0, truth.count) };
-  const order = Array.from({ length: truth.count }, (_, i) => i);
-  order.sort((a, b) => truth.totalIntensity[b] - truth.totalIntensity[a] || a - b);
-  const out = createPeakList(limit);
-  out.count = limit;
-  const kept = new Int32Array(limit);
-  for (let k = 0; k < limit; k++) {
-    for (const name of peakColumns) out[name][k] = truth[name][order[k]];
-    kept[k] = spotIndex[order[k]];
-  }
-  return { truth: out, spotIndex: kept };
+  const order = strongestOrder(truth, limit);
+  if (order === undefined) return { truth, spotIndex: spotIndex.subarray(0, truth.count) };
+  return { truth: selectPeaks(truth, order), spotIndex: order.map((i) => spotIndex[i]) };
 }
 
 interface Outputs {

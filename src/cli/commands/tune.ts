@@ -101,8 +101,11 @@ async function run(options: TuneCliOptions): Promise<void> {
   const labels: PointSet[] = allLabels.slice(range[0], range[1]);
   // Without --grid, the search space comes from these frames' own background (and the geometry's
   // ADU per photon): the same search on a photon-counting Pilatus and on a CSPAD in raw ADU.
-  const basis = tune.backgroundBasis(frames, maps, fullMask, geometryAduPerPhoton(geometry));
-  const grid = givenGrid ?? tune.defaultGridFor(basis);
+  const basis =
+    givenGrid === undefined
+      ? tune.backgroundBasis(frames, maps, fullMask, geometryAduPerPhoton(geometry))
+      : undefined;
+  const grid = givenGrid ?? tune.defaultGridFor(basis!);
   const configs = tune.expandGrid(grid, defaultPf8Params);
 
   // Held-out check: tune on even modules, score the result on the odd ones.
@@ -136,7 +139,7 @@ async function run(options: TuneCliOptions): Promise<void> {
       `tune: ${configs.length} configurations, ${frames.length} frame(s), ${search}, ${workers} worker(s)${split ? ', even modules (odd held out)' : ''}`,
     );
     log(
-      givenGrid === undefined
+      basis !== undefined
         ? `tune: grid from the frames (background noise ${basis.noiseAdu.toPrecision(3)} ADU, 99th percentile ${basis.backgroundP99Adu.toPrecision(3)} ADU${basis.aduPerPhoton === undefined ? '' : `, ${basis.aduPerPhoton} ADU/photon`}): ${tune.gridToSpec(grid)}`
         : `tune: grid ${tune.gridToSpec(grid)}`,
     );
@@ -180,7 +183,7 @@ async function run(options: TuneCliOptions): Promise<void> {
   const tuning = {
     grid: tune.gridToSpec(grid),
     gridFrom: givenGrid === undefined ? 'the frames' : '--grid',
-    ...(givenGrid === undefined ? { basis } : {}),
+    ...(basis === undefined ? {} : { basis }),
     search,
     frames: frames.length,
     radiusPx,

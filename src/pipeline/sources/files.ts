@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { createBeamReader } from '../../io/beam.js';
-import { readCbfFrame } from '../../io/cbf.js';
+import { isCbfPath, readCbfFrame } from '../../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../../io/cxi-reader.js';
 import type { Geometry } from '../../io/geom.js';
 import { UserError } from '../../util/errors.js';
@@ -20,10 +20,6 @@ import type { FrameId, SourceMessage } from '../protocol.js';
 export interface FileEntry {
   path: string;
   event?: number;
-}
-
-export function isCbfPath(path: string): boolean {
-  return extname(path).toLowerCase() === '.cbf';
 }
 
 /** The entries of a CrystFEL list file (`path` or `path //event`). */
