@@ -184,9 +184,10 @@ try {
     };
     const connections = [0, 1, 2].map(() => new Redis(server.url, { maxRetriesPerRequest: null }));
     await ensureGroups(connections[0], keys);
-    const benchMaps = computePixelMaps(parseGeometry(defaultGeometryText, geom));
-    const collector = createCollector(benchMaps);
-    const router = createResultRouter([{ write: () => {}, close: () => {} }], collector);
+    const collector = createCollector(maps);
+    const router = createResultRouter([{ write: () => {}, close: () => {} }], collector, {
+      trackNewKeys: true,
+    });
     const start = performance.now();
     await Promise.all([
       produce(connections[0], keys, source, { maxBacklog: 8 }),

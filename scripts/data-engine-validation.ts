@@ -11,18 +11,19 @@
  *
  *   node --import tsx scripts/data-engine-validation.ts [--frames 6] [--json out.json]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { defaultGeometryText } from '../src/detector/default-geometry.js';
 import { panelSlabRect } from '../src/detector/mask.js';
-import { computePixelMaps } from '../src/detector/pixel-maps.js';
+import { computePixelMaps, geometryAduPerPhoton } from '../src/detector/pixel-maps.js';
 import { labelStream } from '../src/engine/label.js';
+import { readPeakLists } from '../src/engine/labels.js';
 import { matchPeaks } from '../src/engine/match.js';
 import { matchStream } from '../src/engine/stream-match.js';
 import { componentPeaks } from '../src/infer/peaks.js';
 import { readPeakTable } from '../src/io/cxi-peaks.js';
-import { openFrameReader } from '../src/io/cxi-reader.js';
+import { openFrameReader, readPerFrameScalar } from '../src/io/cxi-reader.js';
 import { parseGeometry, readGeometry } from '../src/io/geom.js';
 import { defaultPf8Params } from '../src/peaks/peakfinder8.js';
 import { runPeaks } from '../src/peaks/run-peaks.js';
@@ -85,8 +86,6 @@ async function scoreShard(
     const path = join(shardDir, shard.file);
     const labels = await openFrameReader(path, { dataPath: '/entry_1/truth_1/mask' });
     const images = await openFrameReader(path);
-    const events = await readPeakTable(path, '/entry_1/truth_1');
-    const { readPerFrameScalar } = await import('../src/io/cxi-reader.js');
     for (let f = 0; f < labels.frameCount; f++) {
       const event = await readPerFrameScalar(path, '/entry_1/truth_1/sourceEvent', f);
       const label = Uint8Array.from(labels.readFrame(f));
@@ -129,7 +128,6 @@ async function scoreShard(
         }
       }
       framesScored++;
-      void events;
     }
     labels.close();
     images.close();
@@ -155,7 +153,6 @@ async function simulatedRun(name: string, geometryText: string, seed: number): P
   const cxi = join(dir, 'run.cxi');
   const stream = join(dir, 'run.stream');
   const geomPath = join(dir, 'run.geom');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(dir, { recursive: true });
   writeFileSync(geomPath, geometryText);
   const summary = await runSimulation({
@@ -168,9 +165,7 @@ async function simulatedRun(name: string, geometryText: string, seed: number): P
     preset: 'lysozyme',
     hitRate: 1,
   });
-  const panel = geometry.panels[0];
-  const adu =
-    panel.aduPerPhoton ?? (panel.aduPerEv === undefined ? 1 : panel.aduPerEv * summary.photonEnergyEv);
+  const adu = geometryAduPerPhoton(geometry, summary.photonEnergyEv) ?? 1;
   // pf8 on the detector's own scale: 6 photons' worth of ADU, SNR 5, at least 2 pixels.
   const pf8 = join(dir, 'pf8.cxi');
   await runPeaks({
@@ -182,7 +177,6 @@ async function simulatedRun(name: string, geometryText: string, seed: number): P
       params: { ...defaultPf8Params, adcThreshold: 6 * adu, minSnr: 5, minPixCount: 2 },
     },
   });
-  const { readPeakLists } = await import('../src/engine/labels.js');
   for (const [finder, found] of [
     ['pf8', await readPeakLists(pf8, '/entry_1/result_1')],
     ['truth peaks (perfect finder)', undefined],

@@ -11,7 +11,7 @@
  */
 
 import { buildMask } from '../detector/mask-file.js';
-import { computePixelMaps } from '../detector/pixel-maps.js';
+import { computePixelMaps, type PixelMaps } from '../detector/pixel-maps.js';
 import { readPeakTable } from '../io/cxi-peaks.js';
 import { openFrameReader } from '../io/cxi-reader.js';
 import { readGeometry } from '../io/geom.js';
@@ -179,20 +179,21 @@ export async function exportModel(options: ExportOptions): Promise<ExportReport>
   let meta: ModelFileMeta = base.meta;
   let quantised: { tiles: number; convs: number; activations: number } | undefined;
   let fp32: CalibrationScore | undefined;
-  if (options.calibration !== undefined && precision !== 'fp32') {
-    const scored = await calibrateDecision(base, options.calibration);
+  const calibrationData =
+    options.calibration === undefined ? undefined : await loadCalibration(options.calibration);
+  if (calibrationData !== undefined && precision !== 'fp32') {
+    const scored = await calibrateDecision(base, calibrationData);
     fp32 = { f1: scored.f1, argmaxF1: scored.argmaxF1, secondsPerFrame: scored.secondsPerFrame };
   }
   if (precision === 'fp16') {
     spec = fp16Weights(baseSpec);
     meta = { ...meta, precision: 'fp16-weights' };
   } else if (precision === 'int8') {
-    const calibration = options.calibration as CalibrationInput;
     const names = calibrationTensors(baseSpec);
     const instrumented = modelFileFromSpec(withExtraOutputs(baseSpec, names), meta, base.path);
     const collector = new RangeCollector();
     let tiles = 0;
-    await forEachCalibrationFrame(instrumented, calibration, {
+    await forEachCalibrationFrame(instrumented, calibrationData as CalibrationData, {
       observe(outputs, count) {
         tiles += count;
         for (const name of names) collector.add(name, outputs[name].values as Float32Array);
@@ -203,16 +204,13 @@ export async function exportModel(options: ExportOptions): Promise<ExportReport>
     quantised = { tiles, convs: quantisableConvs(baseSpec).length, activations: names.length };
   }
   let calibration: ExportReport['calibration'];
-  if (options.calibration !== undefined) {
-    const scored = await calibrateDecision(
-      modelFileFromSpec(spec, meta, options.outPath),
-      options.calibration,
-    );
+  if (calibrationData !== undefined) {
+    const scored = await calibrateDecision(modelFileFromSpec(spec, meta, options.outPath), calibrationData);
     meta = {
       ...meta,
       decision: {
         ...scored.rule,
-        chosenBy: `best peak F1 (${scored.f1.toFixed(3)}, within ${options.calibration.radiusPx ?? 2} px) on ${scored.frames} frames of ${options.calibration.cxiPath}`,
+        chosenBy: `best peak F1 (${scored.f1.toFixed(3)}, within ${calibrationData.input.radiusPx ?? 2} px) on ${scored.frames} frames of ${calibrationData.input.cxiPath}`,
       },
     };
     calibration = {
@@ -237,46 +235,58 @@ export async function exportModel(options: ExportOptions): Promise<ExportReport>
   };
 }
 
-/** Serves `file` on each calibration frame (frame, truth peaks); options reach the finder. */
-async function forEachCalibrationFrame(
-  file: ModelFile,
-  input: CalibrationInput,
-  finderOptions: PeakNetFinderOptions,
-  onFrame?: (finder: PeakNetFinder, image: Float32Array, truth: PeakList) => Promise<void>,
-): Promise<{ frames: number; truthPeaks: number; servingSeconds: number }> {
+/** The calibration run's geometry, mask, truth and frame range: read once for every pass over it. */
+interface CalibrationData {
+  input: CalibrationInput;
+  maps: PixelMaps;
+  mask: Uint8Array;
+  truth: PeakList[];
+  first: number;
+  end: number;
+}
+
+async function loadCalibration(input: CalibrationInput): Promise<CalibrationData> {
   const maps = computePixelMaps(readGeometry(input.geometryPath));
   const mask = await buildMask(maps, { dataFile: input.cxiPath });
   const truth = await readPeakTable(input.cxiPath, input.truthGroup ?? '/entry_1/truth_1');
   const reader = await openFrameReader(input.cxiPath, { expectedSlabShape: [maps.ssSize, maps.fsSize] });
-  const [first, end] = input.frames ?? [0, reader.frameCount];
-  if (end > reader.frameCount || first >= end)
-    throw new UserError(
-      `frames ${first}:${end} are not in the file (it holds ${reader.frameCount})`,
-      input.cxiPath,
-    );
-  const finder = await createPeakNetFinder(file, maps, mask, finderOptions);
+  const frameCount = reader.frameCount;
+  reader.close();
+  const [first, end] = input.frames ?? [0, frameCount];
+  if (end > frameCount || first >= end)
+    throw new UserError(`frames ${first}:${end} are not in the file (it holds ${frameCount})`, input.cxiPath);
+  return { input, maps, mask, truth, first, end };
+}
+
+/** Serves `file` on each calibration frame (frame, truth peaks); options reach the finder. */
+async function forEachCalibrationFrame(
+  file: ModelFile,
+  data: CalibrationData,
+  finderOptions: PeakNetFinderOptions,
+  onFrame?: (finder: PeakNetFinder, image: Float32Array, truth: PeakList) => Promise<void>,
+): Promise<{ frames: number; truthPeaks: number }> {
+  const { maps, truth, first, end } = data;
+  const reader = await openFrameReader(data.input.cxiPath, { expectedSlabShape: [maps.ssSize, maps.fsSize] });
+  const finder = await createPeakNetFinder(file, maps, data.mask, finderOptions);
   let truthPeaks = 0;
-  let servingSeconds = 0;
   try {
     for (let f = first; f < end; f++) {
       const image = reader.readFrame(f);
       truthPeaks += truth[f].count;
-      const start = performance.now();
       if (onFrame === undefined) await finder.margins(image);
       else await onFrame(finder, image, truth[f]);
-      servingSeconds += (performance.now() - start) / 1000;
     }
   } finally {
     await finder.release();
     reader.close();
   }
-  return { frames: end - first, truthPeaks, servingSeconds };
+  return { frames: end - first, truthPeaks };
 }
 
 /** The decision rule with the best micro F1 on labelled frames, for `file`. */
-export async function calibrateDecision(
+async function calibrateDecision(
   file: ModelFile,
-  input: CalibrationInput,
+  data: CalibrationData,
 ): Promise<{
   rule: DecisionRule;
   f1: number;
@@ -285,9 +295,9 @@ export async function calibrateDecision(
   truthPeaks: number;
   secondsPerFrame: number;
 }> {
-  const scorer = createMarginRuleScorer(input.radiusPx ?? 2);
+  const scorer = createMarginRuleScorer(data.input.radiusPx ?? 2);
   let margins = 0;
-  const run = await forEachCalibrationFrame(file, input, {}, async (finder, image, truth) => {
+  const run = await forEachCalibrationFrame(file, data, {}, async (finder, image, truth) => {
     const start = performance.now();
     const map = await finder.margins(image);
     margins += (performance.now() - start) / 1000;

@@ -51,11 +51,12 @@ export function geometryForCxi(sourceText: string, peakGroup = '/entry_1/result_
       continue;
     }
     const [, indent, prefix = '', key, value] = match;
-    if (/^dim\d+$/.test(key) || (prefix === '' && (LAYOUT_KEYS.has(key) || key === 'clen'))) {
-      out.push(`; (source) ${line.trim()}`);
-      continue;
-    }
-    if (prefix !== '' && (key === 'data' || key === 'photon_energy')) {
+    // The source's layout and beam lines, replaced by the CXI's above (per panel: data, photon_energy).
+    if (
+      /^dim\d+$/.test(key) ||
+      (prefix === '' && (LAYOUT_KEYS.has(key) || key === 'clen')) ||
+      (prefix !== '' && (key === 'data' || key === 'photon_energy'))
+    ) {
       out.push(`; (source) ${line.trim()}`);
       continue;
     }

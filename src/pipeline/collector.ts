@@ -41,8 +41,8 @@ export interface Collector {
   stats(): RunStats;
   /** Frames added so far (what `stats().frames` says, without computing the rest). */
   readonly frames: number;
-  /** Recent hits (newest last), at most `keep`: the monitor's gallery. */
-  recentHits(): readonly FrameResult[];
+  /** The running counts, without computing the statistics (sorted latencies, the peakogram). */
+  totals(): { frames: number; hits: number; peaks: number; hitPeaks: number };
 }
 
 /** The q-quantile of sorted values (nearest rank). */
@@ -51,7 +51,7 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-export function createCollector(maps: PixelMaps, options: { keepHits?: number } = {}): Collector {
+export function createCollector(maps: PixelMaps): Collector {
   const started = performance.now();
   let maxRadius = 0;
   for (const r of maps.radiusPx) if (r > maxRadius) maxRadius = r;
@@ -61,8 +61,6 @@ export function createCollector(maps: PixelMaps, options: { keepHits?: number } 
   const perPanel = new Array<number>(panelNames.length).fill(0);
   const latencies: number[] = [];
   const deadLetters: RunStats['deadLetters'] = [];
-  const recent: FrameResult[] = [];
-  const keep = options.keepHits ?? 12;
   let frames = 0;
   let hits = 0;
   let peaks = 0;
@@ -81,8 +79,6 @@ export function createCollector(maps: PixelMaps, options: { keepHits?: number } 
       if (result.hit) {
         hits++;
         hitPeaks += list.count;
-        recent.push(result);
-        if (recent.length > keep) recent.shift();
       }
       for (let k = 0; k < list.count; k++) {
         const pixel = Math.round(list.ss[k]) * maps.fsSize + Math.round(list.fs[k]);
@@ -128,6 +124,6 @@ export function createCollector(maps: PixelMaps, options: { keepHits?: number } 
     get frames() {
       return frames;
     },
-    recentHits: () => recent,
+    totals: () => ({ frames, hits, peaks, hitPeaks }),
   };
 }

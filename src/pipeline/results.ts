@@ -44,6 +44,11 @@ export function createResultRouter(
     seen?: Iterable<string>;
     before?: RouterState;
     onResult?: (result: FrameResult) => void;
+    /**
+     * Keep the keys accounted since the last `takeNewKeys` (a Redis sink persists them with its
+     * acknowledgements); off, nothing but `seen` grows.
+     */
+    trackNewKeys?: boolean;
   } = {},
 ): ResultRouter {
   const seen = new Set<string>(options.seen ?? []);
@@ -62,7 +67,7 @@ export function createResultRouter(
   const add = (key: string) => {
     if (seen.has(key)) return false;
     seen.add(key);
-    newKeys.push(key);
+    if (options.trackNewKeys) newKeys.push(key);
     return true;
   };
   // A message is its source and running number; a redelivery has both, a repeat only the frame id.

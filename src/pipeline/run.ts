@@ -211,6 +211,8 @@ async function sinkSide(
   const router: ResultRouter = createResultRouter([sink], collector, {
     seen: restored?.seen,
     before: restored?.state,
+    // A Redis sink persists what it accounted with each acknowledgement.
+    trackNewKeys: options.transport !== undefined && options.transport !== 'inproc',
     onResult: (result) => {
       monitor?.add(result);
       options.onResult?.(result, () => collector.stats());
@@ -232,15 +234,14 @@ async function sinkSide(
     }
     options.onMonitor?.(monitor.url);
   }
+  // Counted with every acknowledgement (a Redis sink): the collector's counters, not its statistics.
   const totals = () => {
-    const s = collector.stats();
-    const hits = (before.hits ?? 0) + s.hits;
-    const hitPeaks = (before.hitPeaks ?? 0) + s.peaksPerHit * s.hits;
+    const s = collector.totals();
     return {
       frames: (before.frames ?? 0) + s.frames,
-      hits,
+      hits: (before.hits ?? 0) + s.hits,
       peaks: (before.peaks ?? 0) + s.peaks,
-      hitPeaks,
+      hitPeaks: (before.hitPeaks ?? 0) + s.hitPeaks,
       rows: (before.rows ?? 0) + sink.rows,
     };
   };

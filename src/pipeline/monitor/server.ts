@@ -64,8 +64,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const started = Date.now();
   let last = { t: started, frames: 0, hits: 0 };
 
-  const sample = () => {
-    const stats = options.stats();
+  const sample = (stats: RunStats) => {
     const now = Date.now();
     const dt = (now - last.t) / 1000;
     const frames = stats.frames - last.frames;
@@ -77,8 +76,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     if (history.length > 600) history.shift();
     last = { t: now, frames: stats.frames, hits: stats.hits };
   };
-  const state = () => {
-    const stats = options.stats();
+  const state = (stats: RunStats = options.stats()) => {
     const accounting = options.accounting();
     return {
       title: options.title,
@@ -133,8 +131,10 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     socket.on('close', () => sockets.delete(socket));
   });
   const timer = setInterval(() => {
-    sample();
-    const text = JSON.stringify(state());
+    // One computation of the statistics per tick (they sort every latency so far).
+    const stats = options.stats();
+    sample(stats);
+    const text = JSON.stringify(state(stats));
     for (const socket of sockets) socket.send(text);
   }, 1000);
   timer.unref();

@@ -27,6 +27,7 @@ import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { UserError } from '../../util/errors.js';
 import { mapInOrder } from '../../util/worker-pool.js';
+import { bytesOf } from '../pixels.js';
 import { processFrame } from '../processors/process-frame.js';
 import type { Processor, Source } from '../protocol.js';
 import type { ResultRouter, RouterState } from '../results.js';
@@ -108,7 +109,7 @@ export async function publishMeta(redis: Redis, keys: RunKeys, meta: RunMeta): P
     geometryText: meta.geometryText,
     geometryName: meta.geometryName,
     slabShape: JSON.stringify(meta.slabShape),
-    mask: Buffer.from(meta.mask.buffer, meta.mask.byteOffset, meta.mask.byteLength),
+    mask: bytesOf(meta.mask),
     source: meta.source,
   });
 }
