@@ -17,7 +17,7 @@ import { buildMask } from '../detector/mask-file.js';
 import { computePixelMaps } from '../detector/pixel-maps.js';
 import { isCbfPath, readCbfFrame } from '../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
-import { createCxiWriter } from '../io/cxi-writer.js';
+import { createCxiWriter, createSourceRows } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
 import { type PeakList, selectPeaks, strongestOrder } from '../peaks/peak-list.js';
 import { labelFrame } from './label-frame.js';
@@ -126,7 +126,7 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
     frames: { slabShape, dtype: 'float32', compression: job.compression },
     perFrameScalars: true,
   });
-  const files = new Map<string, number>();
+  const sourceRows = createSourceRows(writer);
   try {
     for (const frame of job.frames) {
       const image = await readImage(frame);
@@ -156,14 +156,8 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
         clenM: frame.clenM,
       });
       writer.appendExtra('mask', result.labels, slabShape);
-      let fileIndex = files.get(frame.file);
-      if (fileIndex === undefined) {
-        fileIndex = files.size;
-        files.set(frame.file, fileIndex);
-      }
       const badFits = result.bad.reduce((n, b) => n + b, 0);
-      writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
-      writer.appendExtra('sourceEvent', Int32Array.of(frame.event), []);
+      sourceRows.append(frame.file, frame.event);
       writer.appendExtra('streamChunk', Int32Array.of(frame.chunk), []);
       writer.appendExtra('found', Int32Array.of(frame.found), []);
       writer.appendExtra('predicted', Int32Array.of(frame.predicted), []);
@@ -178,7 +172,7 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
       for (const [reason, count] of Object.entries(result.badReasons))
         record.badReasons[reason] = (record.badReasons[reason] ?? 0) + count;
     }
-    writer.writeStrings('sourceFiles', [...files.keys()]);
+    sourceRows.finish();
     writer.close();
   } catch (error) {
     try {

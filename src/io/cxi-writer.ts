@@ -393,3 +393,31 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
     },
   };
 }
+
+/**
+ * Where each row came from, as `peaks --out`, the pipeline's CXI sink and the data engine's shards
+ * record it: per row `sourceFile` (an index into `sourceFiles`, files in order of first appearance)
+ * and `sourceEvent` (the frame in that file, or a stream's number); `finish` writes `sourceFiles`.
+ */
+export function createSourceRows(writer: Pick<CxiWriter, 'appendExtra' | 'writeStrings'>): {
+  /** The latest appended frame's source (call after appendFrame). */
+  append(file: string, event: number): void;
+  /** Writes the file table, when any row was appended; call once, before the writer closes. */
+  finish(): void;
+} {
+  const files = new Map<string, number>();
+  return {
+    append(file, event) {
+      let index = files.get(file);
+      if (index === undefined) {
+        index = files.size;
+        files.set(file, index);
+      }
+      writer.appendExtra('sourceFile', Int32Array.of(index), []);
+      writer.appendExtra('sourceEvent', Int32Array.of(event), []);
+    },
+    finish() {
+      if (files.size > 0) writer.writeStrings('sourceFiles', [...files.keys()]);
+    },
+  };
+}

@@ -18,7 +18,7 @@ import { createBeamReader } from '../io/beam.js';
 import { isCbfPath, readCbfFrame } from '../io/cbf.js';
 import { defaultPeakGroup } from '../io/cxi-peaks.js';
 import { defaultDataPath, openFrameReader } from '../io/cxi-reader.js';
-import { createCxiWriter } from '../io/cxi-writer.js';
+import { createCxiWriter, createSourceRows } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
 import { geometryForCxi } from '../io/geom-cxi.js';
 import { readUserFile, UserError } from '../util/errors.js';
@@ -154,20 +154,14 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
     perFrameScalars: true,
   });
   const beam = createBeamReader(geometry);
-  const files = new Map<string, number>();
+  const sourceRows = createSourceRows(writer);
   const workers = Math.max(1, options.workers ?? 1);
   let peaks = 0;
   try {
     const record = async (source: FrameSource, list: PeakList, done: number, image?: Float32Array) => {
       const values = await beam(isCbfPath(source.file) ? undefined : source.file, source.frame);
       writer.appendFrame({ peaks: list, image: frameData === 'copied' ? image : undefined, ...values });
-      let fileIndex = files.get(source.file);
-      if (fileIndex === undefined) {
-        fileIndex = files.size;
-        files.set(source.file, fileIndex);
-      }
-      writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
-      writer.appendExtra('sourceEvent', Int32Array.of(source.frame), []);
+      sourceRows.append(source.file, source.frame);
       peaks += list.count;
       options.onFrame?.(done, sources.length, { file: source.file, frame: source.frame, peaks: list });
     };
@@ -216,7 +210,7 @@ export async function runPeaks(options: RunPeaksOptions): Promise<RunPeaksSummar
         await pool.close();
       }
     }
-    if (files.size > 0) writer.writeStrings('sourceFiles', [...files.keys()]);
+    sourceRows.finish();
     if (frameData === 'linked') {
       const dataPath = options.dataPath ?? defaultDataPath;
       writer.linkExternal(

@@ -29,7 +29,7 @@ import type { FrameResult, Processor, Source, SourceMessage } from './protocol.j
 import { createResultRouter, type ResultRouter, type RouterState } from './results.js';
 import { type CxiSink, createCxiSink } from './sinks/cxi.js';
 import { fileEntries } from './sources/files.js';
-import { openSource, paced } from './sources/index.js';
+import { openSource, paced, sourceFilePath } from './sources/index.js';
 import { createChannel } from './transports/inproc.js';
 
 export type PipelineRole = 'producer' | 'consumer' | 'sink' | 'all';
@@ -121,8 +121,7 @@ function required<T>(value: T | undefined, what: string): T {
 
 /** The run's good-pixel mask: geometry, masks in the first data file (for file sources), mask files. */
 async function runMask(options: PipelineOptions, sourceSpec: string, maps: PixelMaps): Promise<Uint8Array> {
-  const kind = /^[a-z]+:/.exec(sourceSpec)?.[0];
-  const path = kind === undefined ? sourceSpec : kind === 'file:' ? sourceSpec.slice(5) : undefined;
+  const path = sourceFilePath(sourceSpec);
   const firstHdf5 = path === undefined ? undefined : fileEntries(path).find((e) => !isCbfPath(e.path))?.path;
   return buildMask(maps, {
     dataFile: firstHdf5,

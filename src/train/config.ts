@@ -64,6 +64,12 @@ const simulateSourceSchema = z.object({
     .default(['none', 'water', 'water', 'heavy']),
   fluenceScale: range(1e-3, 1e3).default([0.25, 4]),
   framesPerDetector: positiveInt.default(8),
+  /**
+   * The truth rule: a spot is labelled (mask pixels, truth row) when its expected integrated signal
+   * reaches this many standard deviations of its noise (render.ts). 3 counts every spot that is there
+   * in principle; expert spot finding (DIALS' 3-sigma pixels in spots of 2 or more) reports fewer.
+   */
+  truthMinSnr: z.number().positive().default(3),
 });
 
 const datasetSourceSchema = z.object({
@@ -140,6 +146,8 @@ export const trainConfigSchema = z.object({
       /** Chance of a masked rectangle, and of a few hot pixels, in a tile. */
       maskedRegion: z.number().min(0).max(1).default(0.2),
       hotPixels: z.number().min(0).max(1).default(0.2),
+      /** Chance of heavy-tailed background in a tile: 1-3 pixel clusters of 3-30 sigma (tile-sampler.ts). */
+      outliers: z.number().min(0).max(1).default(0),
     })
     .default({
       flips: true,
@@ -149,6 +157,7 @@ export const trainConfigSchema = z.object({
       renoise: 0.2,
       maskedRegion: 0.2,
       hotPixels: 0.2,
+      outliers: 0,
     }),
   validation: z
     .object({

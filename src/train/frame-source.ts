@@ -145,6 +145,7 @@ export function drawSimulatedDetector(
     pixelGainSpreadFraction: counting ? 0 : setup.imaging.pixelGainSpreadFraction,
     hotPixelAdu: setup.imaging.hotPixelAdu * gain,
     roundAdu: rounded,
+    truthMinSnr: config.truthMinSnr,
   };
   const context = createFrameContext(setup, maps);
   const kind = counting

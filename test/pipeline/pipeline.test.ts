@@ -15,6 +15,7 @@ import { parsePf8ParamsPartial, resolvePf8Params } from '../../src/peaks/pf8-par
 import { createCollector } from '../../src/pipeline/collector.js';
 import { createResultRouter } from '../../src/pipeline/results.js';
 import { runPipeline } from '../../src/pipeline/run.js';
+import { parseSourceSpec, sourceFilePath } from '../../src/pipeline/sources/index.js';
 import { decodeZmqFrame } from '../../src/pipeline/sources/zmq.js';
 import { createChannel } from '../../src/pipeline/transports/inproc.js';
 import { haveShared, runCli, sharedPath, spawnCli } from '../helpers.js';
@@ -318,6 +319,19 @@ test('run from the simulator at a set rate, served by the shipped model; the CLI
     bad.stderr.trim(),
     "braggflow: --source: unknown source kind 'udp:' (known: file:PATH, sim:PRESET, zmq:tcp://HOST:PORT)",
   );
+});
+
+test('source specs: KIND:REST, a bare path is a file, a drive letter is not a kind', () => {
+  assert.deepEqual(parseSourceSpec('sim:lysozyme?frames=3'), { kind: 'sim', body: 'lysozyme?frames=3' });
+  assert.deepEqual(parseSourceSpec('zmq:tcp://127.0.0.1:5555'), {
+    kind: 'zmq',
+    body: 'tcp://127.0.0.1:5555',
+  });
+  assert.deepEqual(parseSourceSpec('run/r0001.cxi'), { kind: 'file', body: 'run/r0001.cxi' });
+  assert.deepEqual(parseSourceSpec('C:\\data\\r1.cxi'), { kind: 'file', body: 'C:\\data\\r1.cxi' });
+  assert.equal(sourceFilePath('file:a/b.lst'), 'a/b.lst');
+  assert.equal(sourceFilePath('a/b.lst'), 'a/b.lst');
+  assert.equal(sourceFilePath('sim:lysozyme'), undefined);
 });
 
 test('zmq stream: replay pushes the file as a detector would; run --source zmq: accounts for every frame', async () => {

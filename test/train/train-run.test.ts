@@ -124,6 +124,7 @@ const noAugment: TrainConfig['augment'] = {
   renoise: 0,
   maskedRegion: 0,
   hotPixels: 0,
+  outliers: 0,
 };
 
 test('tile sampler: one panel per tile, padding after it, as serving cuts; gain and pedestal cancel', () => {
@@ -183,6 +184,39 @@ test('tile sampler: one panel per tile, padding after it, as serving cuts; gain 
     for (let i = 0; i < a.values.length; i++)
       assert.ok(Math.abs(a.values[i] - b.values[i]) < 1e-4, `pixel ${i}`);
   }
+});
+
+test('outliers augmentation: bright 1-3 pixel clusters in the background, never labelled', () => {
+  const frame = twoPanelFrame();
+  const H = 64;
+  const W = 96;
+  const sample = (outliers: number, seed: number) => {
+    const sampler = createTileSampler({
+      tile: { heightPx: H, widthPx: W },
+      preprocessing: DEFAULT_PREPROCESSING,
+      spotTileFraction: 0,
+      smallPanelFraction: 0,
+      augment: { ...noAugment, outliers },
+    });
+    const values = new Float32Array(H * W);
+    const target = new Uint8Array(H * W);
+    sampler.sample(frame, seededRandom(seed), values, target);
+    return { values, target };
+  };
+  let background = 0;
+  for (let seed = 1; seed <= 12; seed++) {
+    const plain = sample(0, seed);
+    const heavy = sample(1, seed);
+    assert.deepEqual(heavy.target, plain.target, `seed ${seed}: labels unchanged`);
+    if (plain.target.some((t) => t === 1)) continue;
+    background++;
+    // Counting noise of 3-5 photons never reaches asinh(4); the clusters do, on a few pixels.
+    const bright = (v: Float32Array) => v.filter((x) => x > Math.asinh(4)).length;
+    assert.equal(bright(plain.values), 0, `seed ${seed}`);
+    const n = bright(heavy.values);
+    assert.ok(n > 0 && n < 0.1 * H * W, `seed ${seed}: ${n} bright pixels`);
+  }
+  assert.ok(background > 0, 'background tiles drawn');
 });
 
 test('batches are a function of the step: in this thread and on a worker, fresh makers agree', async () => {

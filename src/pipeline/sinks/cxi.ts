@@ -11,7 +11,12 @@
  *   /entry_1/result_1/sourceFiles  string [F] the files, in order of first appearance
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { type CxiWriter, type CxiWriterOptions, createCxiWriter } from '../../io/cxi-writer.js';
+import {
+  type CxiWriter,
+  type CxiWriterOptions,
+  createCxiWriter,
+  createSourceRows,
+} from '../../io/cxi-writer.js';
 import { createThreadedCxiWriter } from '../../io/cxi-writer-thread.js';
 import { geometryForCxi } from '../../io/geom-cxi.js';
 import type { NumericDtype } from '../../io/hdf5.js';
@@ -89,7 +94,7 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
   };
   const threaded = options.threaded ? await createThreadedCxiWriter(outPath, writerOptions) : undefined;
   const writer: CxiWriter = threaded ?? (await createCxiWriter(outPath, writerOptions));
-  const files = new Map<string, number>();
+  const sourceRows = createSourceRows(writer);
   return {
     path: outPath,
     part,
@@ -109,19 +114,13 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
         photonEnergyEv: result.photonEnergyEv,
         clenM: result.clenM,
       });
-      let fileIndex = files.get(result.id.file);
-      if (fileIndex === undefined) {
-        fileIndex = files.size;
-        files.set(result.id.file, fileIndex);
-      }
-      writer.appendExtra('sourceFile', Int32Array.of(fileIndex), []);
-      writer.appendExtra('sourceEvent', Int32Array.of(result.id.event), []);
+      sourceRows.append(result.id.file, result.id.event);
       // A few frames queued on the writing thread at most: a slow disk holds the run back.
       if (threaded !== undefined && threaded.backlog > 3 * 8) return threaded.settled(3 * 4);
     },
     async close() {
       try {
-        if (files.size > 0) writer.writeStrings('sourceFiles', [...files.keys()]);
+        sourceRows.finish();
       } finally {
         if (threaded !== undefined) await threaded.closeAsync();
         else writer.close();

@@ -26,10 +26,25 @@ export interface SourceContext {
 
 const SIM_KEYS = ['frames', 'seed', 'hitRate'] as const;
 
-export function openSource(spec: string, context: SourceContext): Source {
+/**
+ * A `--source` spec's kind and the rest: `KIND:REST`, or a bare path (kind `file`). A one-letter
+ * prefix is a drive (`C:\run.cxi`), not a kind.
+ */
+export function parseSourceSpec(spec: string): { kind: string; body: string } {
   const colon = spec.indexOf(':');
-  const kind = colon > 1 ? spec.slice(0, colon) : 'file';
-  const body = colon > 1 ? spec.slice(colon + 1) : spec;
+  return colon > 1
+    ? { kind: spec.slice(0, colon), body: spec.slice(colon + 1) }
+    : { kind: 'file', body: spec };
+}
+
+/** The file (or list) a file source reads, or undefined for other kinds. */
+export function sourceFilePath(spec: string): string | undefined {
+  const { kind, body } = parseSourceSpec(spec);
+  return kind === 'file' ? body : undefined;
+}
+
+export function openSource(spec: string, context: SourceContext): Source {
+  const { kind, body } = parseSourceSpec(spec);
   if (kind === 'file') {
     if (!existsSync(body)) throw new UserError(`no such file '${body}'`, undefined, '--source');
     return createFileSource({
