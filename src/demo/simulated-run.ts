@@ -23,6 +23,8 @@ export interface SimulatedRunOptions {
   preset: string;
   hitRate: number;
   workers: number;
+  /** The truth rule (simulate --truth-min-snr): the shipped model's, so all methods meet its definition. */
+  truthMinSnr?: number;
 }
 
 export interface SimulatedRun {
@@ -59,6 +61,7 @@ export async function simulateRun(options: SimulatedRunOptions): Promise<Simulat
     preset: options.preset,
     hitRate: options.hitRate,
     workers: options.workers,
+    truthMinSnr: options.truthMinSnr,
     compression: 1,
     maxPeaks: 1024,
     onFrame(_done, _total, frame) {

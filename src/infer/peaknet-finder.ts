@@ -20,7 +20,7 @@ export type DecisionRule = Pick<DecisionSpec, 'marginLogit' | 'minPixels'>;
 
 import { componentPeaks } from './peaks.js';
 import { preprocessTile } from './preprocess.js';
-import { cutTile, planTiles, type Tile } from './tiling.js';
+import { cutTile, planTiles } from './tiling.js';
 
 export interface PeakNetFinderOptions {
   provider?: ExecutionProvider;
@@ -113,12 +113,8 @@ export async function createPeakNetFinder(
     }
     return session;
   };
-  // Two input slots: the next batch of tiles is cut and preprocessed while the model runs the current
-  // one (onnxruntime runs off the JavaScript thread), which hides most of the preparation's time.
-  const slots = [0, 1].map(() => ({
-    input: new Float32Array(batch * tilePixels),
-    valids: Array.from({ length: batch }, () => new Uint8Array(tilePixels)),
-  }));
+  const input = new Float32Array(batch * tilePixels);
+  const valids = Array.from({ length: batch }, () => new Uint8Array(tilePixels));
   const { ssSize, fsSize, panelIndex } = maps;
   const peakPixels = new Uint8Array(ssSize * fsSize);
   const maxPeaks = options.maxPeaks ?? 2048;
@@ -133,21 +129,15 @@ export async function createPeakNetFinder(
   const marginsOf = async (image: ArrayLike<number>): Promise<Float32Array> => {
     // -Infinity where no tile decides (masked, off-panel): never a peak pixel under any rule.
     margins.fill(Number.NEGATIVE_INFINITY);
-    const groups: Tile[][] = [];
-    for (let first = 0; first < tiles.length; first += batch) groups.push(tiles.slice(first, first + batch));
-    const prepare = (k: number) => {
-      const { input, valids } = slots[k % 2];
-      groups[k].forEach((tile, b) => {
+    for (let first = 0; first < tiles.length; first += batch) {
+      const group = tiles.slice(first, first + batch);
+      // The last, shorter group runs a graph of its own size (built once, then reused).
+      const session = await sessionFor(group.length);
+      group.forEach((tile, b) => {
         const values = input.subarray(b * tilePixels, (b + 1) * tilePixels);
         cutTile(image, maps, goodPixels, tile, tileSpec, values, valids[b]);
         preprocessTile(values, valids[b], tilePixels, preprocessing);
       });
-    };
-    const start = async (k: number) => {
-      const group = groups[k];
-      const { input } = slots[k % 2];
-      // The last, shorter group runs a graph of its own size (built once, then reused).
-      const session = await sessionFor(group.length);
       const out = await session.run({
         image: {
           dataType: 'float32',
@@ -155,18 +145,8 @@ export async function createPeakNetFinder(
           values: group.length === batch ? input : input.subarray(0, group.length * tilePixels),
         },
       });
-      return { out, logits: out[session.outputNames[0]].values as Float32Array };
-    };
-    if (groups.length === 0) return margins;
-    prepare(0);
-    let running = start(0);
-    for (let k = 0; k < groups.length; k++) {
-      if (k + 1 < groups.length) prepare(k + 1);
-      const { out, logits } = await running;
-      if (k + 1 < groups.length) running = start(k + 1);
-      const group = groups[k];
       options.observe?.(out, group.length);
-      const { valids } = slots[k % 2];
+      const logits = out[session.outputNames[0]].values as Float32Array;
       group.forEach((tile, b) => {
         const base = b * 2 * tilePixels;
         const tileValid = valids[b];

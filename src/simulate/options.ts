@@ -27,6 +27,7 @@ export const optionFlags: Record<string, string> = {
   maxPeaks: '--max-peaks',
   maxCrystals: '--max-crystals',
   fluenceScale: '--fluence-scale',
+  truthMinSnr: '--truth-min-snr',
 };
 
 const number = (what: string) =>
@@ -76,6 +77,14 @@ export const simulateOptionsSchema = z.object({
   fluenceScale: number('a positive number')
     .refine((v) => v > 0, { error: 'must be positive' })
     .default(1),
+  /**
+   * The truth rule (render.ts): a spot gets a truth row and mask pixels when its expected integrated
+   * signal reaches this many standard deviations of its noise. 3 (default) counts every spot that is
+   * there in principle; the shipped model is trained to report spots of 8 or more, as expert finders do.
+   */
+  truthMinSnr: number('a positive number')
+    .refine((v) => v > 0, { error: 'must be positive' })
+    .optional(),
 });
 
 export type SimulateOptionsInput = z.input<typeof simulateOptionsSchema>;

@@ -160,6 +160,7 @@ export function resolveSetup(geometry: Geometry, options: SimulateOptions): Simu
     ...defaultImagingOptions,
     ...preset.imaging,
     ...(options.background !== undefined ? { background: options.background } : {}),
+    ...(options.truthMinSnr !== undefined ? { truthMinSnr: options.truthMinSnr } : {}),
   };
   return {
     geometry,

@@ -20,6 +20,7 @@ interface SimulateCliOptions {
   maxPeaks: string;
   maxCrystals?: string;
   fluenceScale: string;
+  truthMinSnr?: string;
   json?: boolean;
 }
 
@@ -47,6 +48,10 @@ export function register(program: Command): void {
     .option('--max-peaks <n>', 'width of the truth peak table', '4096')
     .option('--max-crystals <n>', 'most crystals per hit (default: the preset)')
     .option('--fluence-scale <x>', 'multiplies the beam fluence (brighter or weaker frames)', '1')
+    .option(
+      '--truth-min-snr <x>',
+      'truth rule: spots of at least this expected integrated SNR are true (default 3; the shipped model reports 8 and up)',
+    )
     .option('--json', 'print a summary as JSON')
     .action(async (options: SimulateCliOptions) => {
       const [{ runSimulation, readGeometryText }, { readGeometry }, defaults, { createProgress }] =
@@ -82,6 +87,7 @@ export function register(program: Command): void {
         maxPeaks: options.maxPeaks,
         maxCrystals: options.maxCrystals,
         fluenceScale: options.fluenceScale,
+        truthMinSnr: options.truthMinSnr,
         reuseFrameBuffers: true, // onFrame below keeps nothing of a frame
         onFrame: (done, total, frame) => {
           progress ??= createProgress('simulate', total, log);
