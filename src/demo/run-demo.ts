@@ -36,7 +36,7 @@ import { formatTable } from '../util/table.js';
 import { runPf8Baseline } from './pf8-baseline.js';
 import { simulateRun } from './simulated-run.js';
 
-/** The truth rule of the demo's run: the shipped model's last training phase (models/peaknet-default.phase3.json). */
+/** The truth rule of the demo's run: the shipped model's last training phase (models/peaknet-default.phase4.json). */
 const DEMO_TRUTH_MIN_SNR = 8;
 
 export interface DemoOptions {
