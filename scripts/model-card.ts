@@ -1,6 +1,6 @@
 // The numbers of models/README.md (the shipped model's card), every one computed in the run:
 //   node --import tsx scripts/model-card.ts [--model M.onnx] [--shared DIR] [--frames N]
-//        [--parts real,sim,speed] [--truth-min-snr 8] [--json OUT.json]
+//        [--parts real,sim,speed] [--truth-min-snr X] [--json OUT.json]
 // - real: the shared real frames (LCLS CSPAD thermolysin, raw ADU; DLS Pilatus thaumatin, photon
 //   counting) against DIALS' expert spots within 2 px: the model with no setting, pf8 with
 //   indexamajig's defaults, and pf8 tuned on that very frame against those very spots (an expert's
@@ -8,8 +8,9 @@
 // - sim: held-out simulated runs of every preset on the CSPAD, Jungfrau 4M, ePix10k2M, Rayonix,
 //   Pilatus and Eiger geometries of ../shared: pf8 tuned on N frames of the run (halving search over a
 //   grid scaled to the detector's ADU per photon), then all three scored on N other frames. A spot is
-//   true when its expected integrated SNR reaches --truth-min-snr (8: the shipped model's last phase
-//   trains on that rule; the simulator's default, 3, counts spots expert finders do not report).
+//   true when its expected integrated SNR reaches --truth-min-snr (default: the model file's own
+//   truth rule, 8 for the shipped model; the simulator's default, 3, counts spots expert finders do
+//   not report).
 // - speed: Mpixel/s of detector pixels served (tiling, preprocessing, model, components) on the real
 //   CSPAD frame and a 4.19-Mpixel Jungfrau 4M layout, median of 5 after a warm-up.
 // Prints markdown tables; --json writes every figure.
@@ -50,13 +51,15 @@ const { values: args } = parseArgs({
     },
     json: { type: 'string' },
     /** The simulated runs' truth rule (render.ts): spots of at least this integrated SNR are true. */
-    'truth-min-snr': { type: 'string', default: '8' },
+    'truth-min-snr': { type: 'string' },
   },
 });
 const shared = resolve(args.shared);
 const parts = new Set(args.parts.split(','));
 const file = readModelFile(args.model);
 const radiusPx = 2;
+// The simulated runs' truth: the model's own rule unless given (the simulator's default, 3, else).
+const truthMinSnr = Number(args['truth-min-snr'] ?? file.meta.truthMinSnr ?? 3);
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const out: Record<string, unknown> = {
   model: {
@@ -225,7 +228,7 @@ if (parts.has('sim')) {
         hitRate: 0.8,
       });
       const setup = resolveSetup(geometry, options);
-      setup.imaging = { ...setup.imaging, truthMinSnr: Number(args['truth-min-snr']) };
+      setup.imaging = { ...setup.imaging, truthMinSnr };
       const context = createFrameContext(setup, maps);
       const frames = Array.from({ length: 2 * n }, (_, f) => simulateFrame(context, f).rendered);
       const gain = panelAduPerPhoton(maps, setup.imaging, setup.photonEnergyEv)[0];
@@ -282,7 +285,7 @@ if (parts.has('sim')) {
   }
   out.sim = sim;
   console.log(
-    `\n### Held-out simulated runs (${n} frames tuned on, ${n} other frames scored; hit rate 0.8; true spots: integrated SNR >= ${args['truth-min-snr']}): precision / recall / F1\n`,
+    `\n### Held-out simulated runs (${n} frames tuned on, ${n} other frames scored; hit rate 0.8; true spots: integrated SNR >= ${truthMinSnr}): precision / recall / F1\n`,
   );
   console.log(
     markdownTable(

@@ -36,9 +36,6 @@ import { formatTable } from '../util/table.js';
 import { runPf8Baseline } from './pf8-baseline.js';
 import { simulateRun } from './simulated-run.js';
 
-/** The truth rule of the demo's run: the shipped model's last training phase (models/peaknet-default.phase4.json). */
-const DEMO_TRUTH_MIN_SNR = 8;
-
 export interface DemoOptions {
   outDir: string;
   frames: number;
@@ -186,6 +183,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       `corner resolution ${(1e10 / maxInvD).toFixed(2)} A`,
   );
 
+  // The model file first: its truth rule is the run's.
+  const modelPath = options.modelPath ?? defaultModelPath();
+  const file = readModelFile(modelPath);
+
   // 2. A run of the physics simulator with exact truth, streamed to CXI, read back frame by frame.
   const startSim = performance.now();
   const sim = await simulateRun({
@@ -197,9 +198,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     preset: options.preset,
     hitRate: options.hitRate,
     workers: options.workers,
-    // True spots as the shipped model was last trained to report them (models/README.md): expected
-    // integrated SNR >= 8; pf8 is tuned and scored against the same truth.
-    truthMinSnr: DEMO_TRUTH_MIN_SNR,
+    // True spots as the model was trained to report them (its file's truth rule); pf8 is tuned and
+    // scored against the same truth.
+    truthMinSnr: file.meta.truthMinSnr,
   });
   const writeMs = performance.now() - startSim;
   const { frames } = sim;
@@ -271,8 +272,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
   // 6. The shipped model file, served per panel as `peaks --method peaknet` serves it: raw ADU in, its
   // own preprocessing, tile and decision rule, nothing chosen on this run.
-  const modelPath = options.modelPath ?? defaultModelPath();
-  const file = readModelFile(modelPath);
   const finder = await createPeakNetFinder(file, maps, goodPixels, { batch: 8 });
   const modelPeaks: PeakList[] = [];
   const times: number[] = [];

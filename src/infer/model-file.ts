@@ -97,6 +97,11 @@ const metaSchema = z.object({
   provenance: provenanceSchema,
   /** Absent in files written before precisions existed: fp32. */
   precision: z.enum(MODEL_PRECISIONS).optional(),
+  /**
+   * The truth rule its simulated training labels followed: spots of at least this expected integrated
+   * SNR (simulate --truth-min-snr). What the model calls a spot; absent where unknown.
+   */
+  truthMinSnr: z.number().positive().optional(),
 });
 
 export interface ModelFileMeta {
@@ -109,6 +114,7 @@ export interface ModelFileMeta {
   decision: DecisionSpec;
   provenance: Provenance;
   precision?: ModelPrecision;
+  truthMinSnr?: number;
 }
 
 export interface ModelFile {

@@ -237,7 +237,12 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     trainer.save(tmp, { wall_seconds: totalSeconds().toFixed(1), data: describeData(config) });
     renameSync(tmp, checkpointPath);
   };
+  // The truth rule of the simulated labels, where every simulate source has the same one.
+  const truthRules = new Set(
+    config.data.sources.flatMap((source) => (source.kind === 'simulate' ? [source.truthMinSnr] : [])),
+  );
   const modelFileOf = (decision: ModelFileMetaInput['decision'], steps: number): ModelFileMetaInput => ({
+    ...(truthRules.size === 1 ? { truthMinSnr: [...truthRules][0] } : {}),
     preprocessing: { ...DEFAULT_PREPROCESSING },
     tile: { ...tile },
     decision,

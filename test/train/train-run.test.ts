@@ -334,6 +334,7 @@ test('train: metrics, curves, model file; a run stopped and resumed ends bit-ide
   assert.match(svg, /held-out peak F1/);
   const file = readModelFile(straight.modelPath as string);
   assert.equal(file.meta.provenance.steps, 4);
+  assert.equal(file.meta.truthMinSnr, 3, 'the truth rule of its simulated labels');
   assert.deepEqual(file.meta.tile, { heightPx: 64, widthPx: 64, overlapPx: 16 });
   assert.match(file.meta.decision.chosenBy ?? '', /held-out simulated frames/);
   assert.deepEqual(

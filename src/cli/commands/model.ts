@@ -45,6 +45,9 @@ export function register(program: Command): void {
           `${name}: ${meta.config.name}, ${meta.params.toLocaleString('en-US')} params, ${meta.precision ?? 'fp32'}, ${batch}, model format ${meta.formatVersion}\n` +
             `input      ${meta.preprocessing.kind} (clip ${meta.preprocessing.clipSigma} sigma x ${meta.preprocessing.clipIterations}), tile ${meta.tile.heightPx}x${meta.tile.widthPx}, overlap ${meta.tile.overlapPx} px, per panel\n` +
             `decision   logit margin > ${meta.decision.marginLogit}, components >= ${meta.decision.minPixels} px${meta.decision.chosenBy ? ` (${meta.decision.chosenBy})` : ''}\n` +
+            (meta.truthMinSnr === undefined
+              ? ''
+              : `spots      what it reports: expected integrated SNR >= ${meta.truthMinSnr} (its training truth)\n`) +
             `trained    ${p.steps} steps, ${p.wallSeconds.toFixed(0)} s, ${p.date}, braggflow ${p.braggflowVersion}; data: ${p.data}\n`,
         );
         return;
