@@ -129,12 +129,22 @@ export function checkpointForTile(
   });
   const provenance = {
     data: given.data ?? info.metadata.data ?? `checkpoint ${checkpointPath}`,
-    steps: info.step,
-    wallSeconds: given.wallSeconds ?? Number(info.metadata.wall_seconds ?? 0),
+    steps: Number(info.metadata.lineage_steps ?? info.step),
+    wallSeconds:
+      given.wallSeconds ?? Number(info.metadata.lineage_seconds ?? info.metadata.wall_seconds ?? 0),
     date: new Date().toISOString(),
     braggflowVersion: BRAGGFLOW_VERSION,
   };
-  return { model, meta: { preprocessing: { ...DEFAULT_PREPROCESSING }, tile: { ...tile }, provenance } };
+  const truth = info.metadata.truth_min_snr;
+  return {
+    model,
+    meta: {
+      preprocessing: { ...DEFAULT_PREPROCESSING },
+      tile: { ...tile },
+      provenance,
+      ...(truth === undefined ? {} : { truthMinSnr: Number(truth) }),
+    },
+  };
 }
 
 /** An fp32 model file with a symbolic batch axis, from a checkpoint or an fp32 model file. */

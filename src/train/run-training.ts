@@ -192,8 +192,9 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   let initSeconds = 0;
   if (config.init !== undefined) {
     const info = checkpointOf(config.init, config.model);
-    initSteps = info.step;
-    initSeconds = Number(info.metadata.wall_seconds ?? 0);
+    // A checkpoint of a fine-tuning phase carries its whole lineage's totals (earlier ones only their own).
+    initSteps = Number(info.metadata.lineage_steps ?? info.step);
+    initSeconds = Number(info.metadata.lineage_seconds ?? info.metadata.wall_seconds ?? 0);
   }
   let trainer: Trainer;
   if (resuming) {
@@ -231,16 +232,23 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   const startStep = trainer.step;
   const tile = config.tile;
   const totalSeconds = () => previousSeconds + (performance.now() - started) / 1000;
-  const save = () => {
-    // Written aside, then renamed: an interrupted save never leaves a torn checkpoint.
-    const tmp = `${checkpointPath}.tmp`;
-    trainer.save(tmp, { wall_seconds: totalSeconds().toFixed(1), data: describeData(config) });
-    renameSync(tmp, checkpointPath);
-  };
   // The truth rule of the simulated labels, where every simulate source has the same one.
   const truthRules = new Set(
     config.data.sources.flatMap((source) => (source.kind === 'simulate' ? [source.truthMinSnr] : [])),
   );
+  const save = () => {
+    // Written aside, then renamed: an interrupted save never leaves a torn checkpoint.
+    const tmp = `${checkpointPath}.tmp`;
+    trainer.save(tmp, {
+      wall_seconds: totalSeconds().toFixed(1),
+      data: describeData(config),
+      // This run and the phases it was fine-tuned from: the next phase's and export's provenance.
+      lineage_steps: String(initSteps + trainer.step),
+      lineage_seconds: (initSeconds + totalSeconds()).toFixed(1),
+      ...(truthRules.size === 1 ? { truth_min_snr: String([...truthRules][0]) } : {}),
+    });
+    renameSync(tmp, checkpointPath);
+  };
   const modelFileOf = (decision: ModelFileMetaInput['decision'], steps: number): ModelFileMetaInput => ({
     ...(truthRules.size === 1 ? { truthMinSnr: [...truthRules][0] } : {}),
     preprocessing: { ...DEFAULT_PREPROCESSING },

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { geometryMask } from '../../src/detector/mask.js';
+import { exportModel } from '../../src/infer/export.js';
 import { DEFAULT_PREPROCESSING, readModelFile } from '../../src/infer/model-file.js';
 import { readSafetensors } from '../../src/nn/checkpoint.js';
 import { createPeakList } from '../../src/peaks/peak-list.js';
@@ -366,6 +367,25 @@ test('train with init: a fine-tuning phase starts from the weights of another ru
   const meta = readModelFile(tuned.modelPath as string).meta;
   assert.equal(meta.provenance.steps, base.step + 1);
   assert.match(meta.provenance.data, /fine-tuned from base\/checkpoint\.safetensors/);
+  // A phase fine-tuned from a fine-tuned phase counts the whole lineage, and so does export.
+  const third = await runTraining({
+    config: {
+      ...tinyConfig({ steps: 1, evalEvery: 1, checkpointEvery: 1 }),
+      init: join(dir, 'tuned', 'checkpoint.safetensors'),
+    },
+    outDir: join(dir, 'third'),
+    log: quiet,
+    workers: 0,
+  });
+  assert.equal(readModelFile(third.modelPath as string).meta.provenance.steps, base.step + 2);
+  const exported = await exportModel({
+    checkpointPath: join(dir, 'third', 'checkpoint.safetensors'),
+    outPath: join(dir, 'third-export.onnx'),
+    tile: { heightPx: 64, widthPx: 64, overlapPx: 16 },
+    decision: { marginLogit: 0, minPixels: 2 },
+  });
+  assert.equal(exported.meta.provenance.steps, base.step + 2);
+  assert.equal(exported.meta.truthMinSnr, 3);
   // One small update away from the weights it started from (a fresh start is far from them).
   const before = readSafetensors(init).tensors;
   let largest = 0;
