@@ -19,7 +19,7 @@ import { isCbfPath, readCbfFrame } from '../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter, createSourceRows } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
-import { type PeakList, selectPeaks, strongestOrder } from '../peaks/peak-list.js';
+import { type PeakList, strongestWithColumn } from '../peaks/peak-list.js';
 import { labelFrame } from './label-frame.js';
 import type { FitOptions } from './pseudo-voigt.js';
 
@@ -144,7 +144,7 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
       });
       // More spots than the table holds: the strongest, as the writer keeps them, with their fit
       // quality in the same order.
-      const { peaks, reducedChiSquare } = strongestWithColumn(
+      const { peaks, column: reducedChiSquare } = strongestWithColumn(
         result.peaks,
         result.peakReducedChiSquare,
         writer.maxPeaks,
@@ -187,15 +187,4 @@ export async function runLabelJob(job: LabelJob): Promise<ShardRecord> {
   }
   renameSync(partPath, finalPath);
   return record;
-}
-
-/** The `limit` strongest peaks (by total intensity, as strongestPeaks) and a per-peak column alike. */
-function strongestWithColumn(
-  list: PeakList,
-  column: Float32Array,
-  limit: number,
-): { peaks: PeakList; reducedChiSquare: Float32Array } {
-  const order = strongestOrder(list, limit);
-  if (order === undefined) return { peaks: list, reducedChiSquare: column };
-  return { peaks: selectPeaks(list, order), reducedChiSquare: Float32Array.from(order, (i) => column[i]) };
 }

@@ -89,6 +89,25 @@ export function selectPeaks(list: PeakList, order: ArrayLike<number>): PeakList 
   return out;
 }
 
+/**
+ * The `limit` strongest peaks (strongestOrder) with the same rows of a per-peak column beside them
+ * (the simulator's spot indices, the data engine's fit quality); the list and the column's first
+ * `count` entries as they are when they fit.
+ */
+export function strongestWithColumn<C extends Int32Array | Float32Array>(
+  list: PeakList,
+  column: C,
+  limit: number,
+): { peaks: PeakList; column: C } {
+  const order = strongestOrder(list, limit);
+  if (order === undefined) return { peaks: list, column: column.subarray(0, list.count) as C };
+  const picked = column.slice(0, order.length) as C;
+  order.forEach((i, k) => {
+    picked[k] = column[i];
+  });
+  return { peaks: selectPeaks(list, order), column: picked };
+}
+
 /** The buffers behind a list's columns, each once: what a worker moves back instead of copying. */
 export function peakListBuffers(list: PeakList): ArrayBuffer[] {
   return [...new Set(peakColumns.map((column) => list[column].buffer as ArrayBuffer))];

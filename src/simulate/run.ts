@@ -35,7 +35,7 @@ import {
 import { type Geometry, HC_EV_M } from '../io/geom.js';
 import type { PeakTable, ReflectionTable, StreamChunk, StreamCrystal } from '../io/stream/types.js';
 import { createStreamWriter, type StreamWriter } from '../io/stream/writer.js';
-import { type PeakList, selectPeaks, strongestOrder } from '../peaks/peak-list.js';
+import { type PeakList, strongestWithColumn } from '../peaks/peak-list.js';
 import { UserError } from '../util/errors.js';
 import { median } from '../util/stats.js';
 import { createWorkerPool, mapInOrder, workerScriptUrl } from '../util/worker-pool.js';
@@ -244,17 +244,6 @@ export function geometryDataPathValues(
   return [...values].filter(([path]) => !own.has(path)).map(([path, value]) => ({ path, value }));
 }
 
-/** Keeps the `limit` strongest truth rows (the CXI writer's rule) together with their spot indices. */
-function strongestTruth(
-  truth: PeakList,
-  spotIndex: Int32Array,
-  limit: number,
-): { truth: PeakList; spotIndex: Int32Array } {
-  const order = strongestOrder(truth, limit);
-  if (order === undefined) return { truth, spotIndex: spotIndex.subarray(0, truth.count) };
-  return { truth: selectPeaks(truth, order), spotIndex: order.map((i) => spotIndex[i]) };
-}
-
 interface Outputs {
   cxi: CxiWriter;
   stream: StreamWriter;
@@ -398,7 +387,12 @@ async function writeFrame(
 ): Promise<{ peaks: number; dropped: number }> {
   const { cxi, maxPeaks, setup } = outputs;
   const { rendered, conditions } = frame;
-  const { truth, spotIndex } = strongestTruth(rendered.truth, rendered.truthSpotIndex, maxPeaks);
+  // The strongest truth rows (the CXI writer's rule) with their spot indices.
+  const { peaks: truth, column: spotIndex } = strongestWithColumn(
+    rendered.truth,
+    rendered.truthSpotIndex,
+    maxPeaks,
+  );
   cxi.appendFrame({
     peaks: truth,
     image: rendered.imageAdu,
