@@ -236,6 +236,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   const truthRules = new Set(
     config.data.sources.flatMap((source) => (source.kind === 'simulate' ? [source.truthMinSnr] : [])),
   );
+  const truthMinSnr = truthRules.size === 1 ? [...truthRules][0] : undefined;
   const save = () => {
     // Written aside, then renamed: an interrupted save never leaves a torn checkpoint.
     const tmp = `${checkpointPath}.tmp`;
@@ -245,12 +246,12 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
       // This run and the phases it was fine-tuned from: the next phase's and export's provenance.
       lineage_steps: String(initSteps + trainer.step),
       lineage_seconds: (initSeconds + totalSeconds()).toFixed(1),
-      ...(truthRules.size === 1 ? { truth_min_snr: String([...truthRules][0]) } : {}),
+      ...(truthMinSnr === undefined ? {} : { truth_min_snr: String(truthMinSnr) }),
     });
     renameSync(tmp, checkpointPath);
   };
   const modelFileOf = (decision: ModelFileMetaInput['decision'], steps: number): ModelFileMetaInput => ({
-    ...(truthRules.size === 1 ? { truthMinSnr: [...truthRules][0] } : {}),
+    ...(truthMinSnr === undefined ? {} : { truthMinSnr }),
     preprocessing: { ...DEFAULT_PREPROCESSING },
     tile: { ...tile },
     decision,

@@ -156,7 +156,8 @@ export function createTileSampler(options: TileSamplerOptions): TileSampler {
         // Real backgrounds have heavier tails than counting statistics (charge sharing, pixels off
         // their calibration, zingers): on the real CSPAD frame 2.6 % of the pixels away from any
         // spot sit above 5 sigma of the tile's clipped noise, against ~0.2 % simulated. Clusters of
-        // 1-3 neighbouring pixels, 3-30 sigma each, 0.1-3 % of the pixels, all labelled background.
+        // 1-3 neighbouring pixels on 0.1-3 % of the pixels, 3-30 sigma a cluster (each pixel 0.5-1.5
+        // times that), all labelled background.
         const { noise } = tileStatistics(raw, valid, n, options.preprocessing);
         const clusters = Math.round((1e-3 * 30 ** random() * n) / 2);
         for (let j = 0; j < clusters; j++) {
