@@ -19,7 +19,7 @@ import { isCbfPath, readCbfFrame } from '../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../io/cxi-reader.js';
 import { createCxiWriter, createSourceRows } from '../io/cxi-writer.js';
 import { parseGeometry } from '../io/geom.js';
-import { type PeakList, strongestWithColumn } from '../peaks/peak-list.js';
+import { strongestWithColumn } from '../peaks/peak-list.js';
 import { labelFrame } from './label-frame.js';
 import type { FitOptions } from './pseudo-voigt.js';
 

@@ -160,7 +160,8 @@ function fp32Source(options: ExportOptions): ModelFile {
       options.decision === undefined
         ? file.meta
         : { ...file.meta, decision: { ...options.decision, chosenBy: 'given' } };
-    if (file.dynamicBatch && options.decision === undefined) return file;
+    // Always rebuilt from the file's weights: an older file gets this version's graph (its lowering
+    // for onnxruntime, a symbolic batch axis) with its weights and metadata unchanged.
     return modelFileInMemory(peakNetFromFile(file, file.meta.tile), meta, file.path);
   }
   const tile = options.tile ?? DEFAULT_TILE;

@@ -105,7 +105,9 @@ export function grn(scope: Scope, x: Tensor, eps = 1e-6): Tensor {
   const beta = op.reshape(scope.param('beta', [c], zeros()), [1, c, 1, 1]);
   const gx = op.reduceL2(x, [2, 3], true);
   const nx = op.div(gx, op.add(op.reduceMean(gx, [1], true), eps));
-  return op.add(op.add(op.mul(gamma, op.mul(x, nx)), beta), x);
+  // gamma * (x * Nx) + beta + x = x * (gamma * Nx + 1) + beta: the factor is [N, C, 1, 1], so the
+  // map is read twice instead of four times (GRN at the stride-4 stage was ~8 % of a served tile).
+  return op.add(op.mul(x, op.add(op.mul(gamma, nx), 1)), beta);
 }
 
 /** Bilinear resampling by an integer factor up (2, 4) or down (0.5), half-pixel centres (PyTorch's align_corners=False). */

@@ -12,7 +12,7 @@ import { exportModel } from '../../src/infer/export.js';
 import { MODEL_METADATA_KEY, parseModelFileMeta, readModelFile } from '../../src/infer/model-file.js';
 import { createPeakNetFinder } from '../../src/infer/peaknet-finder.js';
 import { componentPeaks } from '../../src/infer/peaks.js';
-import { preprocessTile } from '../../src/infer/preprocess.js';
+import { fastAsinh, preprocessTile, tileStatistics } from '../../src/infer/preprocess.js';
 import { axisTiles, planTiles } from '../../src/infer/tiling.js';
 import { readPeakTable } from '../../src/io/cxi-peaks.js';
 import { readGeometry } from '../../src/io/geom.js';
@@ -93,6 +93,85 @@ test('preprocessing: gain and pedestal cancel; masked pixels read 0', () => {
   let sum = 0;
   for (let i = 0; i < n; i++) if (i !== 500) sum += Math.abs(a[i]);
   assert.ok(sum / n < 1.5, `background ${sum / n}`);
+});
+
+test('fastAsinh: within one float32 step of Math.asinh, odd, exact at 0', () => {
+  const random = seededRandom(11);
+  const f32 = new Float32Array(2);
+  let differ = 0;
+  const n = 200_000;
+  for (let i = 0; i < n; i++) {
+    // Every scale the input meets: background (|a| < 8, the table), spots (up to 1e6 sigmas), tiny.
+    const a = (random() - 0.5) * 10 ** (random() * 14 - 8);
+    f32[0] = fastAsinh(a);
+    f32[1] = Math.asinh(a);
+    if (f32[0] !== f32[1]) {
+      differ++;
+      const ulp = Math.abs(f32[1]) * 2 ** -23 + 1e-45;
+      assert.ok(Math.abs(f32[0] - f32[1]) <= ulp * 1.01, `asinh(${a}): ${f32[0]} vs ${f32[1]}`);
+    }
+    assert.equal(fastAsinh(-a), -fastAsinh(a));
+  }
+  assert.equal(fastAsinh(0), 0);
+  // Rounding may differ now and then, never by more than a step.
+  assert.ok(differ < n * 0.01, `${differ} of ${n} differ`);
+});
+
+/** The statistics as first specified: every good pixel, one accumulator, the quantum from a sorted sample. */
+function referenceStatistics(values: Float32Array, valid: Uint8Array, clipSigma: number, iterations: number) {
+  const good = [...values].filter((_, i) => valid[i]);
+  let lo = Number.NEGATIVE_INFINITY;
+  let hi = Number.POSITIVE_INFINITY;
+  let level = 0;
+  let noise = 0;
+  let kept = good.length;
+  for (let it = 0; it <= iterations; it++) {
+    const inside = good.filter((v) => v >= lo && v <= hi);
+    if (inside.length === 0) break;
+    kept = inside.length;
+    level = inside.reduce((a, b) => a + b, 0) / inside.length;
+    noise = Math.sqrt(Math.max(0, inside.reduce((a, b) => a + b * b, 0) / inside.length - level * level));
+    lo = level - clipSigma * noise;
+    hi = level + clipSigma * noise;
+  }
+  const stride = Math.max(1, Math.floor(kept / 4096));
+  const sample = good.filter((_, k) => k % stride === 0).sort((a, b) => a - b);
+  let quantum = Number.POSITIVE_INFINITY;
+  for (let i = 1; i < sample.length; i++) {
+    const step = sample[i] - sample[i - 1];
+    if (step > 0 && step < quantum) quantum = step;
+  }
+  if (!Number.isFinite(quantum)) quantum = 0;
+  noise = Math.max(noise, quantum / 2);
+  return { level, noise: noise > 0 ? noise : 1 };
+}
+
+test('tile statistics equal the plain definition: continuous values, counts above and below half a count of noise', () => {
+  const random = seededRandom(5);
+  const n = 128 * 96;
+  const cases: [string, () => number][] = [
+    ['CSPAD-like floats', () => 30 + 6 * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(6.283 * random())],
+    ['photon counts at 0.05 per pixel', () => (random() < 0.05 ? 1 : 0) + (random() < 0.001 ? 40 : 0)],
+    [
+      'integer ADU, noise 3',
+      () => Math.round(100 + 3 * Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(6.283 * random())),
+    ],
+    ['a constant tile', () => 7],
+  ];
+  for (const [label, draw] of cases) {
+    const values = Float32Array.from({ length: n }, draw);
+    const valid = Uint8Array.from({ length: n }, () => (random() < 0.9 ? 1 : 0));
+    const expected = referenceStatistics(values, valid, 3, 4);
+    const got = tileStatistics(values, valid, n, { clipSigma: 3, clipIterations: 4 });
+    assert.ok(
+      Math.abs(got.level - expected.level) <= 1e-9 * Math.max(1, Math.abs(expected.level)),
+      `${label}: level ${got.level} vs ${expected.level}`,
+    );
+    assert.ok(
+      Math.abs(got.noise - expected.noise) <= 1e-9 * expected.noise,
+      `${label}: noise ${got.noise} vs ${expected.noise}`,
+    );
+  }
 });
 
 test('componentPeaks: a spot on a panel seam stays two peaks; background-subtracted centroid', () => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildTrainingGraph } from '../../src/nn/autodiff.js';
+import { Graph } from '../../src/nn/graph.js';
 import { Rng } from '../../src/nn/init.js';
+import { Scope } from '../../src/nn/layers.js';
 import { focalLoss } from '../../src/nn/losses.js';
 import {
   BACKBONE_VARIANTS,
@@ -10,6 +12,7 @@ import {
   type PeakNetConfig,
   parsePeakNetName,
 } from '../../src/nn/models/config.js';
+import { peakNetForward } from '../../src/nn/models/peaknet.js';
 import {
   buildPeakNet,
   gflopsPerMpix,
@@ -136,6 +139,37 @@ describe('PeakNet forward in onnxruntime', () => {
     assert.ok(values.every(Number.isFinite));
     // Not a constant map: the network actually depends on the image.
     assert.ok(Math.max(...values) - Math.min(...values) > 1e-4);
+  });
+
+  it('served graphs run the class convs grouped (kept out of NCHWc): the same logits as dense ones', async () => {
+    const config = parsePeakNetName('peaknet-yocto-1x16-h16');
+    const served = buildPeakNet(config, { batch: 2, heightPx: 64, widthPx: 96, seed: 5 });
+    const groupedConvs = served.graph.nodes.filter(
+      (n) => n.op.type === 'Conv' && (n.attrs as { groups: number }).groups === config.numClasses,
+    );
+    assert.equal(groupedConvs.length, 2, 'segmask and final_conv');
+    // The same parameters (seeded by name), lowered dense.
+    const graph = new Graph(config.name, 5);
+    const image = graph.input('image', [2, 1, 64, 96]);
+    const logits = peakNetForward(new Scope(graph), image, config, 'dense');
+    const dense = graph.toOnnx({ params: 'initializers', outputs: { logits } });
+    const rng = new Rng(2, 'image');
+    const pixels = Float32Array.from({ length: 2 * 64 * 96 }, () => rng.normal());
+    const feeds = { image: hostTensor('float32', [2, 1, 64, 96], pixels) };
+    const outputs: Float32Array[] = [];
+    for (const spec of [served.toOnnx(), dense]) {
+      const session = await createSession(encodeModel(spec), { intraOpThreads: 1 });
+      outputs.push((await session.run(feeds)).logits.values as Float32Array);
+      await session.release();
+    }
+    let maxDiff = 0;
+    let scale = 0;
+    for (let i = 0; i < outputs[0].length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(outputs[0][i] - outputs[1][i]));
+      scale = Math.max(scale, Math.abs(outputs[1][i]));
+    }
+    assert.ok(scale > 1e-3, 'logits are not all zero');
+    assert.ok(maxDiff <= 1e-5 * Math.max(1, scale), `grouped vs dense: ${maxDiff} (scale ${scale})`);
   });
 });
 

@@ -14,6 +14,7 @@ import type { Tensor } from '../graph.js';
 import { type Initializer, kaimingNormal, kaimingUniform, ones, truncNormal, zeros } from '../init.js';
 import {
   bilinear,
+  type Conv2dOptions,
   channelLayerNorm,
   conv2d,
   grn,
@@ -151,10 +152,36 @@ export function bifpnBlock(scope: Scope, p: readonly Tensor[]): Tensor[] {
 export const HEAD_LAYERS_PER_LEVEL = [1, 1, 2, 3] as const;
 
 /**
+ * How the head's two class convolutions (segmask 1x1, final 3x3) are lowered. `dense`: plain convs.
+ * `grouped`: the same weights as a grouped conv (one group per class) over the input repeated once
+ * per class, which is the same arithmetic. Why: onnxruntime's CPU provider turns every dense conv
+ * with constant weights into its blocked NCHWc layout, padding the 2 class channels to 16 and
+ * dragging the x4 upsample between the two convs along at 16 channels; at 256 x 256 that tail was a
+ * fifth of the model's time. A grouped conv whose output channels are no multiple of the block stays
+ * in NCHW, so the tail runs at its 2 channels. Served graphs (weights as initialisers) use it;
+ * training graphs keep the dense form.
+ */
+export type ClassConvs = 'dense' | 'grouped';
+
+function classConv(scope: Scope, x: Tensor, o: Conv2dOptions, layout: ClassConvs): Tensor {
+  if (layout === 'dense' || o.outChannels === 1) return conv2d(scope, x, o);
+  const repeated = op.concat(
+    Array.from({ length: o.outChannels }, () => x),
+    1,
+  );
+  return conv2d(scope, repeated, { ...o, groups: o.outChannels });
+}
+
+/**
  * Segmentation head: per level, [3x3 conv (bias) + GroupNorm + GELU (+ x2 bilinear)] x n, summed at
  * stride 4; 1x1 conv H -> classes; x4 bilinear; final 3x3 conv classes -> classes.
  */
-export function segmentationHead(scope: Scope, levels: readonly Tensor[], config: PeakNetConfig): Tensor {
+export function segmentationHead(
+  scope: Scope,
+  levels: readonly Tensor[],
+  config: PeakNetConfig,
+  classConvs: ClassConvs = 'dense',
+): Tensor {
   const h = config.headChannels;
   // PeakNet's init: kaiming_normal(fan_out, relu) lateral convs; fan_in linear segmask; fan_out linear final conv.
   const lateralInit = { weightInit: kaimingNormal({ mode: 'fanOut' }), biasInit: zeros() };
@@ -170,27 +197,37 @@ export function segmentationHead(scope: Scope, levels: readonly Tensor[], config
     sum = sum === undefined ? x : op.add(sum, x);
   }
   const classes = config.numClasses;
-  let logits = conv2d(scope.child('segmask'), sum as Tensor, {
-    outChannels: classes,
-    kernel: 1,
-    weightInit: kaimingNormal({ a: 1 }),
-    biasInit: zeros(),
-  });
+  let logits = classConv(
+    scope.child('segmask'),
+    sum as Tensor,
+    { outChannels: classes, kernel: 1, weightInit: kaimingNormal({ a: 1 }), biasInit: zeros() },
+    classConvs,
+  );
   logits = bilinear(logits, 4);
-  return conv2d(scope.child('final_conv'), logits, {
-    outChannels: classes,
-    kernel: 3,
-    pad: 1,
-    weightInit: kaimingNormal({ mode: 'fanOut', a: 1 }),
-    biasInit: zeros(),
-  });
+  return classConv(
+    scope.child('final_conv'),
+    logits,
+    {
+      outChannels: classes,
+      kernel: 3,
+      pad: 1,
+      weightInit: kaimingNormal({ mode: 'fanOut', a: 1 }),
+      biasInit: zeros(),
+    },
+    classConvs,
+  );
 }
 
 /** The whole network on an image [B, C, H, W] (H, W multiples of 32): logits [B, classes, H, W]. */
-export function peakNetForward(root: Scope, image: Tensor, config: PeakNetConfig): Tensor {
+export function peakNetForward(
+  root: Scope,
+  image: Tensor,
+  config: PeakNetConfig,
+  classConvs: ClassConvs = 'dense',
+): Tensor {
   const features = convNextV2Backbone(root.child('backbone'), image, config);
   let levels = adapters(root.child('adapters'), features, config.bifpnChannels);
   for (let block = 0; block < config.bifpnBlocks; block++)
     levels = bifpnBlock(root.child('bifpn', 'blocks', block), levels);
-  return segmentationHead(root.child('head'), levels, config);
+  return segmentationHead(root.child('head'), levels, config, classConvs);
 }

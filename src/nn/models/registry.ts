@@ -91,9 +91,15 @@ export function buildPeakNet(model: string | PeakNetConfig, options: BuildOption
   }
   const graph = new Graph(config.name, options.seed ?? 0);
   const image = graph.input('image', [batch, config.inChannels, heightPx, widthPx]);
-  const logits = peakNetForward(new Scope(graph), image, config);
-  graph.output('logits', logits);
   const paramsAs = options.paramsAs ?? 'initializers';
+  // Served graphs (constant weights) lower the class convs for onnxruntime's layouts (peaknet.ts).
+  const logits = peakNetForward(
+    new Scope(graph),
+    image,
+    config,
+    paramsAs === 'initializers' ? 'grouped' : 'dense',
+  );
+  graph.output('logits', logits);
   return {
     config,
     graph,
