@@ -3,13 +3,16 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { defaultGeometryText } from '../src/detector/default-geometry.js';
 import { persistentHotPixels } from '../src/detector/hot-pixels.js';
+import { computePixelMaps } from '../src/detector/pixel-maps.js';
 import { evaluatePeaks } from '../src/engine/eval.js';
 import { defaultModelPath } from '../src/infer/default-model.js';
 import { readModelFile } from '../src/infer/model-file.js';
-import { axisTiles } from '../src/infer/tiling.js';
+import { planTiles } from '../src/infer/tiling.js';
 import { readPeakTable } from '../src/io/cxi-peaks.js';
 import { openFrameReader } from '../src/io/cxi-reader.js';
+import { parseGeometry } from '../src/io/geom.js';
 import { runCli } from './helpers.js';
 
 test('braggflow demo simulates, tunes pf8, serves the shipped model and scores all three on held-out frames', async () => {
@@ -72,10 +75,9 @@ test('braggflow demo simulates, tunes pf8, serves the shipped model and scores a
   assert.equal(report.model.config, shipped.meta.config.name);
   assert.deepEqual(report.model.decision, shipped.meta.decision);
   assert.ok(report.model.trainingSteps > 0);
-  const perAxis = axisTiles(512, shipped.meta.tile.heightPx, shipped.meta.tile.overlapPx).length;
   assert.equal(
     report.inference.tiles,
-    4 * perAxis * axisTiles(512, shipped.meta.tile.widthPx, shipped.meta.tile.overlapPx).length,
+    planTiles(computePixelMaps(parseGeometry(defaultGeometryText, 'embedded')), shipped.meta.tile).length,
   );
   assert.ok(report.inference.mpixPerS > 0);
   assert.deepEqual(report.inference.frames, [2]);

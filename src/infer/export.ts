@@ -147,6 +147,15 @@ export function checkpointForTile(
   };
 }
 
+/**
+ * The graph's tile alone: an fp16 or int8 graph cannot be rebuilt for other shapes, so such a file is
+ * served on fixed tiles (its model saw them in training too).
+ */
+function fixedTiles(tile: ModelFileMeta['tile']): ModelFileMeta['tile'] {
+  const { maxPx: _fitted, ...fixed } = tile;
+  return fixed;
+}
+
 /** An fp32 model file with a symbolic batch axis, from a checkpoint or an fp32 model file. */
 function fp32Source(options: ExportOptions): ModelFile {
   if ((options.checkpointPath === undefined) === (options.modelPath === undefined))
@@ -198,7 +207,7 @@ export async function exportModel(options: ExportOptions): Promise<ExportReport>
   }
   if (precision === 'fp16') {
     spec = fp16Weights(baseSpec);
-    meta = { ...meta, precision: 'fp16-weights' };
+    meta = { ...meta, precision: 'fp16-weights', tile: fixedTiles(meta.tile) };
   } else if (precision === 'int8') {
     const names = calibrationTensors(baseSpec);
     const instrumented = modelFileFromSpec(withExtraOutputs(baseSpec, names), meta, base.path);
@@ -211,7 +220,7 @@ export async function exportModel(options: ExportOptions): Promise<ExportReport>
       },
     });
     spec = quantizeQdq(baseSpec, collector.ranges);
-    meta = { ...meta, precision: 'int8-qdq' };
+    meta = { ...meta, precision: 'int8-qdq', tile: fixedTiles(meta.tile) };
     quantised = { tiles, convs: quantisableConvs(baseSpec).length, activations: names.length };
   }
   let calibration: ExportReport['calibration'];

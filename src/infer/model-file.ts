@@ -50,6 +50,13 @@ const tileSchema = z.object({
   widthPx: z.number().int().positive().multipleOf(32),
   /** Overlap between neighbouring tiles on a panel larger than the tile, pixels. */
   overlapPx: z.number().int().min(0),
+  /**
+   * Panel-fitted serving, for models trained on tiles of several shapes (absent: every tile is the
+   * graph's): each panel axis is served in one tile of its length rounded up to 32, up to this many
+   * pixels, and an axis longer than that in overlapping tiles of this length (tiling.ts). The graph's
+   * H and W are the training tile's; another shape runs the same weights in a graph built for it.
+   */
+  maxPx: z.number().int().positive().multipleOf(32).optional(),
 });
 export type TileSpec = z.infer<typeof tileSchema>;
 

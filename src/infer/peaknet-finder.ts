@@ -14,13 +14,13 @@ import { decodeModel, encodeModel } from '../nn/onnx/emit.js';
 import { createSession, type ExecutionProvider, type HostTensor, type Session } from '../nn/runtime.js';
 import type { PeakList } from '../peaks/peak-list.js';
 import { UserError } from '../util/errors.js';
-import type { DecisionSpec, ModelFile } from './model-file.js';
+import { BATCH_DIM, type DecisionSpec, type ModelFile } from './model-file.js';
 
 export type DecisionRule = Pick<DecisionSpec, 'marginLogit' | 'minPixels'>;
 
 import { componentPeaks } from './peaks.js';
 import { preprocessTile } from './preprocess.js';
-import { cutTile, planTiles } from './tiling.js';
+import { cutTile, planTiles, type Tile } from './tiling.js';
 
 export interface PeakNetFinderOptions {
   provider?: ExecutionProvider;
@@ -54,7 +54,8 @@ export interface PeakNetFinder {
 /**
  * The ONNX bytes of `file`'s network for a batch of `batch` tiles of `size` (default the file's tile;
  * the weights do not depend on either): the file's own bytes when its batch axis is symbolic or the
- * batch is 1, and the tile is the file's.
+ * batch is 1, and the tile is the file's; else the graph rebuilt from the file's weights, with a
+ * symbolic batch axis when `batch` is 0.
  */
 export function modelBytesForBatch(
   file: ModelFile,
@@ -69,8 +70,9 @@ export function modelBytesForBatch(
       `is a ${precision} model for ${file.meta.tile.heightPx}x${file.meta.tile.widthPx} tiles; it cannot be rebuilt for ${size.heightPx}x${size.widthPx} (export an fp32 file for that tile)`,
       file.path,
     );
-  const model = peakNetFromFile(file, { batch, ...size });
-  return encodeModel(model.toOnnx(decodeModel(file.bytes, file.path).metadata));
+  const model = peakNetFromFile(file, { batch: Math.max(1, batch), ...size });
+  const metadata = decodeModel(file.bytes, file.path).metadata;
+  return encodeModel(model.toOnnx(metadata, batch === 0 ? { batchDim: BATCH_DIM } : undefined));
 }
 
 /** The network of an fp32 model file, rebuilt for `batch` tiles of a size, with the file's weights. */
@@ -95,26 +97,36 @@ export async function createPeakNetFinder(
   goodPixels: Uint8Array | undefined,
   options: PeakNetFinderOptions = {},
 ): Promise<PeakNetFinder> {
-  const { tile: tileSpec, decision, preprocessing } = file.meta;
+  const { decision, preprocessing } = file.meta;
+  // Longer tiles run the file's weights in a graph rebuilt for their shape: fp32 files only.
+  const tileSpec =
+    (file.meta.precision ?? 'fp32') === 'fp32' ? file.meta.tile : { ...file.meta.tile, maxPx: undefined };
   const tiles = planTiles(maps, tileSpec);
-  const batch = Math.max(1, Math.min(options.batch ?? 8, tiles.length));
-  const tilePixels = tileSpec.heightPx * tileSpec.widthPx;
-  const sessions = new Map<number, Session>();
-  const sessionFor = async (size: number): Promise<Session> => {
-    // One session serves every batch size of a file with a symbolic batch axis.
-    if (file.dynamicBatch) size = batch;
-    let session = sessions.get(size);
+  // A model run takes tiles of one shape, up to `batch` file tiles' worth of pixels (at least one).
+  const batch = Math.max(1, options.batch ?? 8);
+  const batchPixels = batch * tileSpec.heightPx * tileSpec.widthPx;
+  const groups = groupTiles(tiles, batchPixels);
+  const sessions = new Map<string, Session>();
+  const sessionFor = async (group: TileGroup): Promise<Session> => {
+    const sameTile = group.heightPx === tileSpec.heightPx && group.widthPx === tileSpec.widthPx;
+    // One session serves every batch of a shape whose graph has a symbolic batch axis (the file's
+    // own, or one rebuilt for a longer tile); files written without it rebuild per batch size.
+    const symbolic = !sameTile || file.dynamicBatch;
+    const key = `${group.heightPx}x${group.widthPx}${symbolic ? '' : `x${group.tiles.length}`}`;
+    let session = sessions.get(key);
     if (session === undefined) {
-      session = await createSession(modelBytesForBatch(file, size), {
+      const bytes = modelBytesForBatch(file, symbolic && !sameTile ? 0 : group.tiles.length, group);
+      session = await createSession(bytes, {
         executionProvider: options.provider,
         intraOpThreads: options.intraOpThreads,
       });
-      sessions.set(size, session);
+      sessions.set(key, session);
     }
     return session;
   };
-  const input = new Float32Array(batch * tilePixels);
-  const valids = Array.from({ length: batch }, () => new Uint8Array(tilePixels));
+  const largestGroup = Math.max(...groups.map((g) => g.tiles.length * g.heightPx * g.widthPx));
+  const input = new Float32Array(largestGroup);
+  const valid = new Uint8Array(largestGroup);
   const { ssSize, fsSize, panelIndex } = maps;
   const peakPixels = new Uint8Array(ssSize * fsSize);
   const maxPeaks = options.maxPeaks ?? 2048;
@@ -129,32 +141,34 @@ export async function createPeakNetFinder(
   const marginsOf = async (image: ArrayLike<number>): Promise<Float32Array> => {
     // -Infinity where no tile decides (masked, off-panel): never a peak pixel under any rule.
     margins.fill(Number.NEGATIVE_INFINITY);
-    for (let first = 0; first < tiles.length; first += batch) {
-      const group = tiles.slice(first, first + batch);
-      // The last, shorter group runs a graph of its own size (built once, then reused).
-      const session = await sessionFor(group.length);
-      group.forEach((tile, b) => {
+    for (const group of groups) {
+      const session = await sessionFor(group);
+      const tilePixels = group.heightPx * group.widthPx;
+      const n = group.tiles.length;
+      group.tiles.forEach((tile, b) => {
         const values = input.subarray(b * tilePixels, (b + 1) * tilePixels);
-        cutTile(image, maps, goodPixels, tile, tileSpec, values, valids[b]);
-        preprocessTile(values, valids[b], tilePixels, preprocessing);
+        const tileValid = valid.subarray(b * tilePixels, (b + 1) * tilePixels);
+        cutTile(image, maps, goodPixels, tile, values, tileValid);
+        preprocessTile(values, tileValid, tilePixels, preprocessing);
       });
       const out = await session.run({
         image: {
           dataType: 'float32',
-          dims: [group.length, 1, tileSpec.heightPx, tileSpec.widthPx],
-          values: group.length === batch ? input : input.subarray(0, group.length * tilePixels),
+          dims: [n, 1, group.heightPx, group.widthPx],
+          values: input.subarray(0, n * tilePixels),
         },
       });
-      options.observe?.(out, group.length);
+      options.observe?.(out, n);
       const logits = out[session.outputNames[0]].values as Float32Array;
-      group.forEach((tile, b) => {
+      group.tiles.forEach((tile, b) => {
         const base = b * 2 * tilePixels;
-        const tileValid = valids[b];
+        const validBase = b * tilePixels;
         for (let ss = tile.ownSs0; ss < tile.ownSs1; ss++) {
           const r = ss - tile.ss0;
           for (let fs = tile.ownFs0; fs < tile.ownFs1; fs++) {
-            const t = r * tileSpec.widthPx + (fs - tile.fs0);
-            if (tileValid[t]) margins[ss * fsSize + fs] = logits[base + tilePixels + t] - logits[base + t];
+            const t = r * group.widthPx + (fs - tile.fs0);
+            if (valid[validBase + t])
+              margins[ss * fsSize + fs] = logits[base + tilePixels + t] - logits[base + t];
           }
         }
       });
@@ -173,4 +187,33 @@ export async function createPeakNetFinder(
       sessions.clear();
     },
   };
+}
+
+/** Tiles of one shape that run through the model together. */
+interface TileGroup {
+  heightPx: number;
+  widthPx: number;
+  tiles: Tile[];
+}
+
+/**
+ * Consecutive runs of tiles of one shape, each at most `batchPixels` of input (at least one tile),
+ * in plan order: a frame's tiles are prepared, run and decided group by group.
+ */
+export function groupTiles(tiles: readonly Tile[], batchPixels: number): TileGroup[] {
+  const byShape = new Map<string, Tile[]>();
+  for (const tile of tiles) {
+    const key = `${tile.heightPx}x${tile.widthPx}`;
+    const list = byShape.get(key);
+    if (list === undefined) byShape.set(key, [tile]);
+    else list.push(tile);
+  }
+  const groups: TileGroup[] = [];
+  for (const list of byShape.values()) {
+    const { heightPx, widthPx } = list[0];
+    const perRun = Math.max(1, Math.floor(batchPixels / (heightPx * widthPx)));
+    for (let i = 0; i < list.length; i += perRun)
+      groups.push({ heightPx, widthPx, tiles: list.slice(i, i + perRun) });
+  }
+  return groups;
 }

@@ -14,6 +14,7 @@ import { createWorkerPool, type WorkerPool, workerScriptUrl } from '../util/work
 import type { TrainConfig } from './config.js';
 import { type FrameSource, openMixedSource, type TrainingFrame } from './frame-source.js';
 import { createTileSampler } from './tile-sampler.js';
+import type { TileShape } from './trainer.js';
 
 export interface TileBatch {
   /** [B, 1, H, W] model input. */
@@ -22,6 +23,8 @@ export interface TileBatch {
   target: Uint8Array;
   /** Peak pixels in the batch. */
   peakPixels: number;
+  /** B, H, W where they are one of the config's further `shapes` (absent: its tile and batch). */
+  shape?: TileShape;
 }
 
 export interface BatchMaker {
@@ -30,7 +33,7 @@ export interface BatchMaker {
 }
 
 /** Makes batches in this thread (the worker runs the same code). */
-export async function createBatchMaker(config: TrainConfig): Promise<BatchMaker> {
+export async function createBatchMaker(config: ShapeConfig): Promise<BatchMaker> {
   const source: FrameSource = await openMixedSource(config.data.sources, config.seed);
   const sampler = createTileSampler({
     tile: config.tile,
@@ -38,6 +41,7 @@ export async function createBatchMaker(config: TrainConfig): Promise<BatchMaker>
     spotTileFraction: config.data.spotTileFraction,
     smallPanelFraction: config.data.smallPanelFraction,
     augment: config.augment,
+    preferFittingPanels: config.preferFittingPanels,
   });
   const { batch } = config;
   const tilePixels = config.tile.heightPx * config.tile.widthPx;
@@ -74,14 +78,70 @@ export interface BatchLoader {
   close(): Promise<void>;
 }
 
+/** A config as one tile shape's batch maker sees it. */
+type ShapeConfig = TrainConfig & { preferFittingPanels?: boolean };
+
 /**
  * Batches from `firstMicroStep` on, `ahead` in flight on a worker thread (`workers` 0: this thread,
- * for tests and debugging).
+ * for tests and debugging). With further tile `shapes`, update u takes shape u mod (1 + n) (its
+ * accumulated runs too), each shape's batches the consecutive micro-steps of its own stream: the
+ * config's tile and batch are shape 0 with the config's seed, shape k > 0 draws its frames with seed
+ * + k and prefers panels its tile fits (a panel served whole in a tile of that shape). A resumed run
+ * gets exactly the batches the uninterrupted one would have.
  */
 export async function createBatchLoader(
   config: TrainConfig,
   firstMicroStep: number,
   options: { workers?: number; ahead?: number } = {},
+): Promise<BatchLoader> {
+  if (config.shapes.length === 0) return createShapeLoader(config, firstMicroStep, options);
+  const shapes: TileShape[] = [
+    { batch: config.batch, heightPx: config.tile.heightPx, widthPx: config.tile.widthPx },
+    ...config.shapes,
+  ];
+  const accumulation = config.accumulation;
+  const shapeOf = (m: number) => Math.floor(m / accumulation) % shapes.length;
+  const streamIndex = (m: number) =>
+    Math.floor(Math.floor(m / accumulation) / shapes.length) * accumulation + (m % accumulation);
+  const loaders = await Promise.all(
+    shapes.map((shape, k) => {
+      let first = firstMicroStep;
+      while (shapeOf(first) !== k) first++;
+      const shapeConfig: ShapeConfig =
+        k === 0
+          ? config
+          : {
+              ...config,
+              tile: { ...config.tile, heightPx: shape.heightPx, widthPx: shape.widthPx },
+              batch: shape.batch,
+              seed: config.seed + k,
+              shapes: [],
+              preferFittingPanels: true,
+            };
+      return createShapeLoader(shapeConfig, streamIndex(first), options);
+    }),
+  );
+  let microStep = firstMicroStep;
+  return {
+    async next() {
+      const k = shapeOf(microStep++);
+      const batch = await loaders[k].next();
+      return k === 0 ? batch : { ...batch, shape: shapes[k] };
+    },
+    async close() {
+      await Promise.all(loaders.map((l) => l.close()));
+    },
+  };
+}
+
+/**
+ * Batches from `firstMicroStep` on, `ahead` in flight on a worker thread (`workers` 0: this thread,
+ * for tests and debugging).
+ */
+async function createShapeLoader(
+  config: ShapeConfig,
+  firstMicroStep: number,
+  options: { workers?: number; ahead?: number },
 ): Promise<BatchLoader> {
   const workers = options.workers ?? 1;
   const ahead = Math.max(1, options.ahead ?? 3);

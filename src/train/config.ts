@@ -96,10 +96,27 @@ export const trainConfigSchema = z.object({
       heightPx: positiveInt.multipleOf(32),
       widthPx: positiveInt.multipleOf(32),
       overlapPx: z.number().int().min(0),
+      /** Served on panel-fitted tiles up to this side (model-file.ts `TileSpec.maxPx`). */
+      maxPx: positiveInt.multipleOf(32).optional(),
     })
     .default({ heightPx: 256, widthPx: 256, overlapPx: 32 }),
   /** Tiles per onnxruntime run, and runs whose gradients are summed into one update. */
   batch: positiveInt.default(8),
+  /**
+   * More tile shapes to train on, each with its own batch: update u trains on shape u mod (1 + n),
+   * the tile being shape 0, each shape from its own stream of simulated frames. A model served on
+   * panel-fitted tiles (`tile.maxPx`) must have seen tiles of those shapes: one trained on a single
+   * tile size learns its borders, and on a tile four times larger flags most of the background.
+   */
+  shapes: z
+    .array(
+      z.object({
+        heightPx: positiveInt.multipleOf(32),
+        widthPx: positiveInt.multipleOf(32),
+        batch: positiveInt,
+      }),
+    )
+    .default([]),
   accumulation: positiveInt.default(1),
   /** Optimiser updates in the whole run. */
   steps: positiveInt,

@@ -228,6 +228,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     }
     writeFileSync(metricsPath, '');
   }
+  for (const shape of config.shapes) await trainer.addShape(shape);
   const params = trainer.model.graph.paramCount();
   const startStep = trainer.step;
   const tile = config.tile;
@@ -264,7 +265,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
     },
   });
   log(
-    `model     ${config.model} (${params.toLocaleString('en-US')} params), tiles ${tile.heightPx}x${tile.widthPx}, batch ${config.batch}x${config.accumulation}, ${config.steps} steps`,
+    `model     ${config.model} (${params.toLocaleString('en-US')} params), tiles ${tile.heightPx}x${tile.widthPx}${config.shapes.map((s) => `, ${s.heightPx}x${s.widthPx} (batch ${s.batch})`).join('')}, batch ${config.batch}x${config.accumulation}, ${config.steps} steps${tile.maxPx === undefined ? '' : `; served on panel-fitted tiles up to ${tile.maxPx} px`}`,
   );
   const validationSet = await buildValidationSet(config);
   log(
@@ -305,6 +306,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
   let validation: ValidationResult | undefined;
   let windowLoss = 0;
   let windowRuns = 0;
+  let windowTiles = 0;
   let windowStart = performance.now();
   let windowStep = trainer.step;
   let lastLoss = Number.NaN;
@@ -321,6 +323,7 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
         microStep++;
         windowLoss += result.loss;
         windowRuns++;
+        windowTiles += batch.shape?.batch ?? config.batch;
       }
       const step = trainer.step;
       const last = step === config.steps;
@@ -332,13 +335,14 @@ export async function runTraining(options: TrainRunOptions): Promise<TrainRunRep
           loss: lastLoss,
           lr: trainer.nextLr,
           stepsPerSecond: (step - windowStep) / seconds,
-          tilesPerSecond: (windowRuns * config.batch) / seconds,
+          tilesPerSecond: windowTiles / seconds,
           wallSeconds: Math.round(totalSeconds()),
         };
         appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
         progress.update(step, `loss ${lastLoss.toFixed(5)}  ${row.stepsPerSecond.toFixed(2)} steps/s`);
         windowLoss = 0;
         windowRuns = 0;
+        windowTiles = 0;
         windowStart = performance.now();
         windowStep = step;
       }

@@ -23,7 +23,16 @@ export interface TileSamplerOptions {
   spotTileFraction: number;
   smallPanelFraction: number;
   augment: TrainConfig['augment'];
+  /**
+   * Draw the panel again (up to 8 times) while the tile is more than one stride (32 px) longer than
+   * it along an axis: a tile of this shape serves panels it fits (panel-fitted serving), so it is
+   * trained on those, not on small panels lost in padding.
+   */
+  preferFittingPanels?: boolean;
 }
+
+/** Panel draws before a tile that prefers fitting panels takes what it has. */
+const FITTING_DRAWS = 8;
 
 /** Smallest side of a small-panel window, pixels. */
 const MIN_WINDOW_PX = 48;
@@ -67,25 +76,32 @@ export function createTileSampler(options: TileSamplerOptions): TileSampler {
       // Panel: under a true spot, or by area.
       let panel = -1;
       let spot = -1;
-      if (truth.count > 0 && random() < options.spotTileFraction) {
-        spot = Math.floor(random() * truth.count);
-        panel = maps.panelIndex[Math.round(truth.ss[spot]) * maps.fsSize + Math.round(truth.fs[spot])];
-      }
-      if (panel < 0) {
-        let cumulative = areaCache.get(maps);
-        if (cumulative === undefined) {
-          let sum = 0;
-          cumulative = Float64Array.from(maps.geometry.panels, (p) => {
-            sum += (p.maxSs - p.minSs + 1) * (p.maxFs - p.minFs + 1);
-            return sum;
-          });
-          areaCache.set(maps, cumulative);
-        }
-        const u = random() * cumulative[cumulative.length - 1];
-        panel = cumulative.findIndex((c) => u < c);
+      let rect: ReturnType<typeof panelSlabRect> | undefined;
+      for (let draw = 0; draw < (options.preferFittingPanels ? FITTING_DRAWS : 1); draw++) {
+        panel = -1;
         spot = -1;
+        if (truth.count > 0 && random() < options.spotTileFraction) {
+          spot = Math.floor(random() * truth.count);
+          panel = maps.panelIndex[Math.round(truth.ss[spot]) * maps.fsSize + Math.round(truth.fs[spot])];
+        }
+        if (panel < 0) {
+          let cumulative = areaCache.get(maps);
+          if (cumulative === undefined) {
+            let sum = 0;
+            cumulative = Float64Array.from(maps.geometry.panels, (p) => {
+              sum += (p.maxSs - p.minSs + 1) * (p.maxFs - p.minFs + 1);
+              return sum;
+            });
+            areaCache.set(maps, cumulative);
+          }
+          const u = random() * cumulative[cumulative.length - 1];
+          panel = cumulative.findIndex((c) => u < c);
+          spot = -1;
+        }
+        rect = panelSlabRect(maps, panel);
+        if (rect.ss1 - rect.ss0 + 1 > H - 32 && rect.fs1 - rect.fs0 + 1 > W - 32) break;
       }
-      const rect = panelSlabRect(maps, panel);
+      if (rect === undefined) throw new Error('tile sampler: no panel drawn');
       const rows = rect.ss1 - rect.ss0 + 1;
       const cols = rect.fs1 - rect.fs0 + 1;
       // Window size: the tile (or the whole panel when smaller), or a smaller "ASIC".

@@ -93,7 +93,18 @@ export interface Batch {
   image: Float32Array;
   target?: Uint8Array;
   teacher?: Float32Array;
+  /** The batch's tiles and their shape, when it is not the training config's (see `addShape`). */
+  shape?: TileShape;
 }
+
+/** Tiles per run and their size. */
+export interface TileShape {
+  batch: number;
+  heightPx: number;
+  widthPx: number;
+}
+
+const shapeKey = (s: TileShape) => `${s.batch}x${s.heightPx}x${s.widthPx}`;
 
 export interface StepResult {
   /** Updates done after this step. */
@@ -135,6 +146,8 @@ export class Trainer {
 
   /** Gradient sums of the runs since the last update (accumulation > 1 only). */
   private accumulated: Float32Array[] | undefined;
+  /** Training sessions of further tile shapes (`addShape`), with gradient names in `params` order. */
+  private readonly shapes = new Map<string, { session: Session; gradNames: readonly string[] }>();
   private runsSinceUpdate = 0;
 
   /** Builds the training graph and its session once; weights start from the seeded initialisers. */
@@ -222,9 +235,41 @@ export class Trainer {
     return this.params;
   }
 
+  /**
+   * Builds the training graph for another tile shape: the same parameters (fed from the same
+   * arrays), so a step of any shape updates the one set of weights. Batches of that shape say so
+   * (`Batch.shape`). Not for distillation (the teacher's logits are cut for the config's tile).
+   */
+  async addShape(shape: TileShape): Promise<void> {
+    const key = shapeKey(shape);
+    if (key === shapeKey(this.training) || this.shapes.has(key)) return;
+    if (this.training.distill !== undefined)
+      throw new UserError('distillation trains on the config tile only; drop `shapes`', undefined, 'shapes');
+    const model = buildPeakNet(this.config, { ...shape, paramsAs: 'inputs', seed: this.training.seed });
+    const target = model.graph.input('target', [shape.batch, shape.heightPx, shape.widthPx], TARGET_DTYPE);
+    const train = buildTrainingGraph(model.graph, {
+      loss: focalLoss(model.logits, target, this.training.focal),
+    });
+    const gradOf = new Map(train.wrtNames.map((name, i) => [name, train.gradNames[i]]));
+    const gradNames = this.params.map((p) => {
+      const grad = gradOf.get(p.name);
+      if (grad === undefined) throw new Error(`addShape: the ${key} graph has no gradient for ${p.name}`);
+      return grad;
+    });
+    const session = await createSession(encodeModel(train.spec), {
+      executionProvider: this.runtime.executionProvider,
+      intraOpThreads: this.runtime.intraOpThreads,
+    });
+    this.shapes.set(key, { session, gradNames });
+  }
+
   /** Runs forward + backward on a batch and applies one AdamW update. */
   async trainStep(batch: Batch): Promise<StepResult> {
-    const { batch: b, heightPx: h, widthPx: w } = this.training;
+    const { batch: b, heightPx: h, widthPx: w } = batch.shape ?? this.training;
+    const extra = batch.shape === undefined ? undefined : this.shapes.get(shapeKey(batch.shape));
+    if (batch.shape !== undefined && extra === undefined && shapeKey(batch.shape) !== shapeKey(this.training))
+      throw new Error(`trainStep: no training graph for tiles ${shapeKey(batch.shape)} (addShape first)`);
+    const session = extra?.session ?? this.session;
     if (batch.image.length !== b * h * w) {
       throw new Error(`trainStep: image has ${batch.image.length} values, expected ${b}x1x${h}x${w}`);
     }
@@ -247,10 +292,10 @@ export class Trainer {
     }
     for (const p of this.params) feeds[p.name] = p.feed;
     const started = performance.now();
-    const out = await this.session.run(feeds);
+    const out = await session.run(feeds);
     const ran = performance.now();
     const loss = (out.loss.values as Float32Array)[0];
-    let grads = this.gradNames.map((name) => out[name].values as Float32Array);
+    let grads = (extra?.gradNames ?? this.gradNames).map((name) => out[name].values as Float32Array);
     const runMs = ran - started;
     const accumulation = this.training.accumulation;
     if (accumulation > 1) {
@@ -353,6 +398,8 @@ export class Trainer {
 
   async release(): Promise<void> {
     await this.session.release();
+    for (const { session } of this.shapes.values()) await session.release();
+    this.shapes.clear();
   }
 }
 

@@ -9,13 +9,18 @@ import { parseJsonPeakLists } from '../../src/engine/labels.js';
 import { matchPeaks } from '../../src/engine/match.js';
 import { defaultModelPath } from '../../src/infer/default-model.js';
 import { exportModel } from '../../src/infer/export.js';
-import { MODEL_METADATA_KEY, parseModelFileMeta, readModelFile } from '../../src/infer/model-file.js';
-import { createPeakNetFinder } from '../../src/infer/peaknet-finder.js';
+import {
+  MODEL_METADATA_KEY,
+  parseModelFileMeta,
+  readModelFile,
+  type TileSpec,
+} from '../../src/infer/model-file.js';
+import { createPeakNetFinder, groupTiles } from '../../src/infer/peaknet-finder.js';
 import { componentPeaks } from '../../src/infer/peaks.js';
 import { fastAsinh, preprocessTile, tileStatistics } from '../../src/infer/preprocess.js';
-import { axisTiles, planTiles } from '../../src/infer/tiling.js';
+import { axisTileLength, axisTiles, planTiles } from '../../src/infer/tiling.js';
 import { readPeakTable } from '../../src/io/cxi-peaks.js';
-import { readGeometry } from '../../src/io/geom.js';
+import { parseGeometry, readGeometry } from '../../src/io/geom.js';
 import { buildPeakNet } from '../../src/nn/models/registry.js';
 import { writeModel } from '../../src/nn/onnx/emit.js';
 import { Trainer } from '../../src/train/trainer.js';
@@ -30,11 +35,23 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** Every pixel of every panel owned by exactly one tile, and every tile inside its panel. */
 function checkTiling(
   maps: ReturnType<typeof smallMaps>,
-  tile = { heightPx: 64, widthPx: 64, overlapPx: 16 },
+  tile: TileSpec = { heightPx: 64, widthPx: 64, overlapPx: 16 },
 ) {
   const owners = new Uint8Array(maps.ssSize * maps.fsSize);
-  for (const t of planTiles(maps, tile)) {
-    assert.ok(t.rows <= tile.heightPx && t.cols <= tile.widthPx);
+  const plan = planTiles(maps, tile);
+  for (const t of plan) {
+    assert.ok(t.rows <= t.heightPx && t.cols <= t.widthPx);
+    if (tile.maxPx === undefined) assert.deepEqual([t.heightPx, t.widthPx], [tile.heightPx, tile.widthPx]);
+    else {
+      // Panel-fitted: multiples of 32, at most maxPx, padding under 32 px on a panel that fits.
+      for (const [side, used] of [
+        [t.heightPx, t.rows],
+        [t.widthPx, t.cols],
+      ]) {
+        assert.ok(side % 32 === 0 && side <= tile.maxPx, `tile side ${side}`);
+        assert.ok(side - used < 32 || side === tile.maxPx, `${side - used} px of padding`);
+      }
+    }
     for (let r = 0; r < t.rows; r++)
       for (let c = 0; c < t.cols; c++)
         assert.equal(maps.panelIndex[(t.ss0 + r) * maps.fsSize + t.fs0 + c], t.panel, 'tile crosses a seam');
@@ -73,6 +90,48 @@ test('planTiles covers every panel pixel once and never crosses a seam (small, C
       widthPx: 256,
       overlapPx: 32,
     });
+});
+
+test('panel-fitted tiles (maxPx): each panel in one tile of its own shape, long panels in overlapping maxPx tiles', () => {
+  const fitted = { heightPx: 256, widthPx: 256, overlapPx: 32, maxPx: 1024 };
+  assert.equal(axisTileLength(185, 256), 256, 'fixed tiles without maxPx');
+  assert.equal(axisTileLength(185, 256, 1024), 192);
+  assert.equal(axisTileLength(194, 256, 1024), 224);
+  assert.equal(axisTileLength(1024, 256, 1024), 1024);
+  assert.equal(axisTileLength(3840, 256, 1024), 1024);
+  // Two 64 x 64 panels (smallMaps) and a 1500 x 700 module.
+  checkTiling(smallMaps(), fitted);
+  const text = [
+    'res = 10000',
+    'clen = 0.1',
+    'photon_energy = 9000',
+    'dim0 = %',
+    'dim1 = ss',
+    'dim2 = fs',
+    'data = /entry_1/data_1/data',
+    ...['m0/min_fs = 0', 'm0/max_fs = 699', 'm0/min_ss = 0', 'm0/max_ss = 1499', 'm0/fs = x', 'm0/ss = y'],
+    ...['m0/corner_x = 0', 'm0/corner_y = 0'],
+  ].join('\n');
+  const maps = computePixelMaps(parseGeometry(text, 'module.geom'));
+  checkTiling(maps, fitted);
+  const plan = planTiles(maps, fitted);
+  assert.deepEqual(
+    plan.map((t) => [t.heightPx, t.widthPx]),
+    [
+      [1024, 704],
+      [1024, 704],
+    ],
+  );
+  // One model run per shape, up to the batch's pixels.
+  const groups = groupTiles(planTiles(smallMaps(), fitted), 2 * 64 * 64);
+  for (const g of groups) {
+    assert.ok(g.tiles.every((t) => t.heightPx === g.heightPx && t.widthPx === g.widthPx));
+    assert.ok(g.tiles.length === 1 || g.tiles.length * g.heightPx * g.widthPx <= 2 * 64 * 64);
+  }
+  assert.equal(
+    groups.reduce((n, g) => n + g.tiles.length, 0),
+    planTiles(smallMaps(), fitted).length,
+  );
 });
 
 test('preprocessing: gain and pedestal cancel; masked pixels read 0', () => {
@@ -273,6 +332,47 @@ test('serving: batch sizes agree; masked pixels are never peak pixels; component
   } finally {
     await one.release();
     await three.release();
+  }
+});
+
+test('panel-fitted serving: every good pixel decided once, masked ones never, the same answers per batch', async () => {
+  const { modelPath } = await ready;
+  const base = readModelFile(modelPath);
+  const file = { ...base, meta: { ...base.meta, tile: { ...base.meta.tile, maxPx: 128 } } };
+  // A 100 x 150 panel: one 128-row tile along ss, two overlapping 128-column tiles along fs.
+  const text = [
+    'res = 10000',
+    'clen = 0.1',
+    'photon_energy = 9000',
+    'dim0 = %',
+    'dim1 = ss',
+    'dim2 = fs',
+    'data = /entry_1/data_1/data',
+    ...['p/min_fs = 0', 'p/max_fs = 149', 'p/min_ss = 0', 'p/max_ss = 99', 'p/fs = x', 'p/ss = y'],
+    ...['p/corner_x = 0', 'p/corner_y = 0'],
+  ].join('\n');
+  const maps = computePixelMaps(parseGeometry(text, 'panel.geom'));
+  const n = maps.ssSize * maps.fsSize;
+  const random = seededRandom(4);
+  const image = Float32Array.from({ length: n }, () => 5 * random());
+  const mask = new Uint8Array(n).fill(1);
+  for (let fs = 0; fs < 150; fs++) mask[50 * 150 + fs] = 0;
+  const one = await createPeakNetFinder(file, maps, mask, { batch: 1 });
+  const many = await createPeakNetFinder(file, maps, mask, { batch: 8 });
+  try {
+    assert.equal(one.tiles, 2);
+    const m1 = (await one.margins(image)).slice();
+    const m8 = await many.margins(image);
+    for (let i = 0; i < n; i++) {
+      if (!mask[i]) assert.equal(m1[i], Number.NEGATIVE_INFINITY, `masked pixel ${i}`);
+      else {
+        assert.ok(Number.isFinite(m1[i]), `pixel ${i} decided`);
+        assert.ok(Math.abs(m1[i] - m8[i]) < 1e-3, `pixel ${i}`);
+      }
+    }
+  } finally {
+    await one.release();
+    await many.release();
   }
 });
 

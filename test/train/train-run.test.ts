@@ -469,3 +469,79 @@ test('distill: a student learns from a teacher file or checkpoint; cached logits
     (error: unknown) => error instanceof UserError && /was distilled from a teacher/.test(error.message),
   );
 });
+
+test('tile shapes: update u trains on shape u mod (1 + n), each from its own stream; a resumed loader gets the same batches', async () => {
+  const config = tinyConfig({
+    shapes: [
+      { heightPx: 96, widthPx: 64, batch: 1 },
+      { heightPx: 32, widthPx: 64, batch: 3 },
+    ],
+  });
+  const straight = await createBatchLoader(config, 0, { workers: 0 });
+  const batches = [];
+  try {
+    for (let m = 0; m < 6; m++) batches.push(await straight.next());
+  } finally {
+    await straight.close();
+  }
+  assert.deepEqual(
+    batches.map((b) =>
+      b.shape === undefined ? 'tile' : `${b.shape.batch}x${b.shape.heightPx}x${b.shape.widthPx}`,
+    ),
+    ['tile', '1x96x64', '3x32x64', 'tile', '1x96x64', '3x32x64'],
+  );
+  assert.equal(batches[1].image.length, 96 * 64);
+  assert.equal(batches[2].image.length, 3 * 32 * 64);
+  // Shape 0 is the plain config's stream: its second batch is micro-step 1 of a loader without shapes.
+  const plain = await createBatchMaker(tinyConfig());
+  assert.deepEqual((await plain.make(1)).image, batches[3].image);
+  plain.close();
+  const resumed = await createBatchLoader(config, 4, { workers: 1 });
+  try {
+    assert.deepEqual((await resumed.next()).image, batches[4].image);
+    assert.deepEqual((await resumed.next()).image, batches[5].image);
+  } finally {
+    await resumed.close();
+  }
+});
+
+test('Trainer.addShape: steps of another tile shape update the same weights; an unknown shape is refused', async () => {
+  const trainer = await Trainer.create({
+    model: 'peaknet-yocto-1x16-h16',
+    training: { batch: 2, heightPx: 64, widthPx: 64, seed: 3 },
+  });
+  try {
+    const shape = { batch: 1, heightPx: 96, widthPx: 64 };
+    await trainer.addShape(shape);
+    const before = trainer.weights.map((w) => w.values.slice());
+    const image = Float32Array.from({ length: 96 * 64 }, (_, i) => (i === 3000 ? 40 : (i * 7919) % 3));
+    const target = new Uint8Array(96 * 64);
+    target[3000] = 1;
+    const result = await trainer.trainStep({ image, target, shape });
+    assert.equal(result.updated, true);
+    assert.ok(Number.isFinite(result.loss));
+    const moved = trainer.weights.filter((w, i) => w.values.some((v, j) => v !== before[i][j])).length;
+    assert.ok(moved > trainer.weights.length / 2, `${moved} of ${trainer.weights.length} params moved`);
+    await assert.rejects(
+      trainer.trainStep({ image, target, shape: { batch: 1, heightPx: 32, widthPx: 32 } }),
+      /no training graph/,
+    );
+  } finally {
+    await trainer.release();
+  }
+});
+
+test('train with tile shapes and panel-fitted serving: the model file says maxPx, its validation serves it so', async () => {
+  const config = tinyConfig({
+    tile: { heightPx: 64, widthPx: 64, overlapPx: 16, maxPx: 128 },
+    shapes: [{ heightPx: 96, widthPx: 128, batch: 1 }],
+  });
+  const report = await runTraining({ config, outDir: join(dir, 'shapes'), log: () => {}, workers: 0 });
+  assert.equal(report.finished, true);
+  const file = readModelFile(report.modelPath as string);
+  assert.deepEqual(file.meta.tile, { heightPx: 64, widthPx: 64, overlapPx: 16, maxPx: 128 });
+  const rows = readFileSync(join(dir, 'shapes', 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n');
+  assert.ok(rows.some((r) => JSON.parse(r).validation?.truthPeaks > 0));
+});

@@ -10,6 +10,7 @@ interface ExportCliOptions {
   out: string;
   tile: string;
   overlap: string;
+  maxTile?: string;
   margin?: string;
   minPixels?: string;
   calibrate?: string;
@@ -48,6 +49,18 @@ async function run(options: ExportCliOptions): Promise<void> {
   const overlapPx = integerOption('--overlap', options.overlap, 0);
   if (overlapPx >= Math.min(heightPx, widthPx))
     throw new UserError(`must be smaller than the tile, got ${overlapPx}`, undefined, '--overlap');
+  let maxPx: number | undefined;
+  if (options.maxTile !== undefined) {
+    maxPx = integerOption('--max-tile', options.maxTile, 32);
+    if (maxPx % 32 !== 0)
+      throw new UserError(`must be a multiple of 32, got ${options.maxTile}`, undefined, '--max-tile');
+    if (options.model !== undefined)
+      throw new UserError(
+        'a model file keeps its own tiles; --max-tile is for --checkpoint',
+        undefined,
+        '--max-tile',
+      );
+  }
   if (options.calibrate !== undefined && options.geom === undefined)
     throw new UserError(
       '--calibrate needs --geom (the geometry of the calibration frames)',
@@ -69,7 +82,7 @@ async function run(options: ExportCliOptions): Promise<void> {
     modelPath: options.model,
     precision: options.int8 ? 'int8' : options.fp16 ? 'fp16' : 'fp32',
     outPath: options.out,
-    tile: { heightPx, widthPx, overlapPx },
+    tile: { heightPx, widthPx, overlapPx, ...(maxPx === undefined ? {} : { maxPx }) },
     decision: given
       ? { marginLogit: margin, minPixels: integerOption('--min-pixels', options.minPixels ?? '2') }
       : undefined,
@@ -98,7 +111,7 @@ async function run(options: ExportCliOptions): Promise<void> {
   const d = meta.decision;
   const lines = [
     `${report.out}: ${meta.config.name} (${meta.params} params, ${meta.precision ?? 'fp32'}, ${(report.bytes / 1e6).toFixed(2)} MB), ` +
-      `tile ${meta.tile.heightPx}x${meta.tile.widthPx} overlap ${meta.tile.overlapPx}, ` +
+      `tile ${meta.tile.heightPx}x${meta.tile.widthPx} overlap ${meta.tile.overlapPx}${meta.tile.maxPx === undefined ? '' : ` (panel-fitted up to ${meta.tile.maxPx})`}, ` +
       `peak pixel where logit margin > ${d.marginLogit}, components >= ${d.minPixels} px (${d.chosenBy})`,
   ];
   const c = report.calibration;
@@ -129,6 +142,10 @@ export function register(program: Command): void {
     .requiredOption('--out <file.onnx>', 'model file to write')
     .option('--tile <HxW>', 'tile the graph is built for (multiples of 32)', '256x256')
     .option('--overlap <px>', 'overlap of tiles on panels larger than the tile', '32')
+    .option(
+      '--max-tile <px>',
+      'serve on panel-fitted tiles up to this side (a model trained on several tile shapes, `shapes`)',
+    )
     .option('--margin <logit>', 'decision rule: logit(peak) - logit(bg) above this (default 0 = argmax)')
     .option('--min-pixels <n>', 'decision rule: smallest component (default 2)')
     .option(

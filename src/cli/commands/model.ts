@@ -43,7 +43,7 @@ export function register(program: Command): void {
         const p = meta.provenance;
         process.stdout.write(
           `${name}: ${meta.config.name}, ${meta.params.toLocaleString('en-US')} params, ${meta.precision ?? 'fp32'}, ${batch}, model format ${meta.formatVersion}\n` +
-            `input      ${meta.preprocessing.kind} (clip ${meta.preprocessing.clipSigma} sigma x ${meta.preprocessing.clipIterations}), tile ${meta.tile.heightPx}x${meta.tile.widthPx}, overlap ${meta.tile.overlapPx} px, per panel\n` +
+            `input      ${meta.preprocessing.kind} (clip ${meta.preprocessing.clipSigma} sigma x ${meta.preprocessing.clipIterations}), tile ${meta.tile.heightPx}x${meta.tile.widthPx}, overlap ${meta.tile.overlapPx} px, per panel${meta.tile.maxPx === undefined ? '' : `, panel-fitted up to ${meta.tile.maxPx} px`}\n` +
             `decision   logit margin > ${meta.decision.marginLogit}, components >= ${meta.decision.minPixels} px${meta.decision.chosenBy ? ` (${meta.decision.chosenBy})` : ''}\n` +
             (meta.truthMinSnr === undefined
               ? ''
