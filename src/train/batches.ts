@@ -86,7 +86,8 @@ type ShapeConfig = TrainConfig & { preferFittingPanels?: boolean };
  * for tests and debugging). With further tile `shapes`, update u takes shape u mod (1 + n) (its
  * accumulated runs too), each shape's batches the consecutive micro-steps of its own stream: the
  * config's tile and batch are shape 0 with the config's seed, shape k > 0 draws its frames with seed
- * + k and prefers panels its tile fits (a panel served whole in a tile of that shape). A resumed run
+ * + k and, where it is not the tile's shape, prefers panels its tile fits (a panel served whole in
+ * a tile of that shape). Listing the tile's own shape again gives it more of the updates. A resumed run
  * gets exactly the batches the uninterrupted one would have.
  */
 export async function createBatchLoader(
@@ -116,7 +117,8 @@ export async function createBatchLoader(
               batch: shape.batch,
               seed: config.seed + k,
               shapes: [],
-              preferFittingPanels: true,
+              preferFittingPanels:
+                shape.heightPx !== config.tile.heightPx || shape.widthPx !== config.tile.widthPx,
             };
       return createShapeLoader(shapeConfig, streamIndex(first), options);
     }),

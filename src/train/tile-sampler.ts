@@ -24,9 +24,9 @@ export interface TileSamplerOptions {
   smallPanelFraction: number;
   augment: TrainConfig['augment'];
   /**
-   * Draw the panel again (up to 8 times) while the tile is more than one stride (32 px) longer than
-   * it along an axis: a tile of this shape serves panels it fits (panel-fitted serving), so it is
-   * trained on those, not on small panels lost in padding.
+   * Draw the panel again (up to 8 times, keeping the spot-or-area choice) while the tile is more than
+   * one stride (32 px) longer than it along an axis: a tile of this shape serves panels it fits
+   * (panel-fitted serving), so it is trained on those, not on small panels lost in padding.
    */
   preferFittingPanels?: boolean;
 }
@@ -73,35 +73,41 @@ export function createTileSampler(options: TileSamplerOptions): TileSampler {
   return {
     sample(frame, random, values, target) {
       const { maps, goodPixels, image, mask, truth } = frame;
-      // Panel: under a true spot, or by area.
+      // Panel: under a true spot, or by area. A tile that prefers fitting panels keeps that choice
+      // and draws again within it (a spot on another panel, another panel by area) until the panel
+      // fits, so its share of spot tiles stays spotTileFraction.
+      const fits = (p: number) => {
+        const r = panelSlabRect(maps, p);
+        return r.ss1 - r.ss0 + 1 > H - 32 && r.fs1 - r.fs0 + 1 > W - 32;
+      };
+      const draws = options.preferFittingPanels ? FITTING_DRAWS : 1;
       let panel = -1;
       let spot = -1;
-      let rect: ReturnType<typeof panelSlabRect> | undefined;
-      for (let draw = 0; draw < (options.preferFittingPanels ? FITTING_DRAWS : 1); draw++) {
-        panel = -1;
-        spot = -1;
-        if (truth.count > 0 && random() < options.spotTileFraction) {
+      if (truth.count > 0 && random() < options.spotTileFraction) {
+        for (let draw = 0; draw < draws; draw++) {
           spot = Math.floor(random() * truth.count);
           panel = maps.panelIndex[Math.round(truth.ss[spot]) * maps.fsSize + Math.round(truth.fs[spot])];
+          if (panel >= 0 && fits(panel)) break;
         }
-        if (panel < 0) {
-          let cumulative = areaCache.get(maps);
-          if (cumulative === undefined) {
-            let sum = 0;
-            cumulative = Float64Array.from(maps.geometry.panels, (p) => {
-              sum += (p.maxSs - p.minSs + 1) * (p.maxFs - p.minFs + 1);
-              return sum;
-            });
-            areaCache.set(maps, cumulative);
-          }
+        if (panel < 0) spot = -1;
+      }
+      if (panel < 0) {
+        let cumulative = areaCache.get(maps);
+        if (cumulative === undefined) {
+          let sum = 0;
+          cumulative = Float64Array.from(maps.geometry.panels, (p) => {
+            sum += (p.maxSs - p.minSs + 1) * (p.maxFs - p.minFs + 1);
+            return sum;
+          });
+          areaCache.set(maps, cumulative);
+        }
+        for (let draw = 0; draw < draws; draw++) {
           const u = random() * cumulative[cumulative.length - 1];
           panel = cumulative.findIndex((c) => u < c);
-          spot = -1;
+          if (fits(panel)) break;
         }
-        rect = panelSlabRect(maps, panel);
-        if (rect.ss1 - rect.ss0 + 1 > H - 32 && rect.fs1 - rect.fs0 + 1 > W - 32) break;
       }
-      if (rect === undefined) throw new Error('tile sampler: no panel drawn');
+      const rect = panelSlabRect(maps, panel);
       const rows = rect.ss1 - rect.ss0 + 1;
       const cols = rect.fs1 - rect.fs0 + 1;
       // Window size: the tile (or the whole panel when smaller), or a smaller "ASIC".
