@@ -5,14 +5,19 @@
  *
  * - Results the caller needs at once (the frame index, peaks kept and dropped) are computed here by
  *   the same rule as the writer's (the strongest maxPeaks peaks are kept).
- * - Frames are copied to the thread (the caller may still hold them: the monitor's gallery).
+ * - The caller may still hold a frame after appending it (the monitor's gallery): it is not moved to
+ *   the thread. A frame in a SharedArrayBuffer (the file source reads into one) goes as it is, both
+ *   threads reading the same memory; any other is copied once into one (a postMessage of the array
+ *   would copy it twice, out of this thread and into the other). Frames must not change after.
+ * - Calls are posted to the thread as they are made (the pool's `depth`): it writes while this thread
+ *   is busy (pf8), instead of taking one call per turn of this thread's event loop.
  * - An error on the thread is thrown by the next call (and by `settled`/`closeAsync`).
  * - `settled(n)` waits until at most n calls are queued: the caller's backpressure (a slow disk must
  *   not pile frames up in memory). `closeAsync` waits for every call and the file's close.
  * - Not for a writer whose flush must be on disk before the caller goes on (a Redis sink acknowledges
  *   after its flush): `flush` here only queues one.
  */
-import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import { createWorkerPool, toShared, workerScriptUrl } from '../util/worker-pool.js';
 import type { CxiFrameRecord, CxiWriter, CxiWriterOptions } from './cxi-writer.js';
 import type { NumericArray } from './hdf5.js';
 
@@ -39,7 +44,13 @@ export async function createThreadedCxiWriter(
   options: CxiWriterOptions = {},
 ): Promise<ThreadedCxiWriter> {
   const maxPeaks = options.maxPeaks ?? 2048;
-  const pool = createWorkerPool<WriterCall, null>(workerScriptUrl(import.meta.url, 'cxi-writer-worker'), 1);
+  // Deeper than any backlog a caller keeps (the CXI sink holds it to ~24 calls).
+  const pool = createWorkerPool<WriterCall, null>(
+    workerScriptUrl(import.meta.url, 'cxi-writer-worker'),
+    1,
+    undefined,
+    { depth: 256 },
+  );
   let failure: unknown;
   let closed = false;
   let frameCount = 0;
@@ -101,7 +112,7 @@ export async function createThreadedCxiWriter(
       const image = frame.image;
       send({
         op: 'appendFrame',
-        frame: { ...frame, ...(image === undefined ? {} : { image: image.slice() }) },
+        frame: { ...frame, ...(image === undefined ? {} : { image: toShared(image) }) },
       });
       const dropped = Math.max(0, frame.peaks.count - maxPeaks);
       peaksDropped += dropped;
