@@ -35,6 +35,8 @@ export interface ThreadedCxiWriter extends CxiWriter {
   readonly backlog: number;
   /** Resolves once at most `calls` are queued (throws the thread's error, if any). */
   settled(calls?: number): Promise<void>;
+  /** Resolves (never rejects) once the calls made so far are done on the thread, or failed. */
+  written(): Promise<void>;
   /** Every queued call done and the file closed. */
   closeAsync(): Promise<void>;
 }
@@ -56,6 +58,8 @@ export async function createThreadedCxiWriter(
   let frameCount = 0;
   let peaksDropped = 0;
   const queued = new Set<Promise<unknown>>();
+  // The thread runs calls in order: the latest done means every earlier one is.
+  let latest: Promise<unknown> = Promise.resolve();
   const check = () => {
     if (failure !== undefined) throw failure;
   };
@@ -69,6 +73,7 @@ export async function createThreadedCxiWriter(
       })
       .finally(() => queued.delete(done));
     queued.add(done);
+    latest = done;
   };
   const settled = async (calls = 0): Promise<void> => {
     while (queued.size > calls) await Promise.race(queued);
@@ -131,6 +136,7 @@ export async function createThreadedCxiWriter(
       send({ op: 'flush' });
     },
     settled,
+    written: () => latest.then(() => {}),
     close() {
       // The thread ends when its calls are done; closeAsync waits for that.
       void closeAsync().catch(() => {});

@@ -316,13 +316,20 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
       channel.close();
     }
   })();
-  // The consumer: frames through the processor, `concurrency` at once, results in source order.
-  const handle = async (message: SourceMessage): Promise<SourceMessage | FrameResult> =>
-    message.kind === 'frame' ? processFrame(processor, message) : message;
+  // The consumer: frames through the processor, `concurrency` at once, results in source order. A
+  // frame's memory goes back to its source once it is routed (the sinks hold what they keep longer).
+  const handle = async (message: SourceMessage): Promise<SourceMessage | FrameResult> => {
+    if (message.kind !== 'frame') return message;
+    const outcome = await processFrame(processor, message);
+    if ('kind' in outcome) message.loan?.done();
+    return outcome;
+  };
   try {
     for await (const outcome of mapInOrder(channel, processor.concurrency, handle)) {
-      if (!('kind' in outcome)) await router.result(outcome);
-      else if (outcome.kind === 'end') router.end(outcome);
+      if (!('kind' in outcome)) {
+        await router.result(outcome);
+        outcome.loan?.done();
+      } else if (outcome.kind === 'end') router.end(outcome);
       else if (outcome.kind === 'error') await router.deadLetter(outcome);
     }
     await sending;

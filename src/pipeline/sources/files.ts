@@ -14,6 +14,7 @@ import { type FrameReader, openFrameReader } from '../../io/cxi-reader.js';
 import type { Geometry } from '../../io/geom.js';
 import { UserError } from '../../util/errors.js';
 import { createWorkerPool, mapInOrder, sharedFloat32, workerScriptUrl } from '../../util/worker-pool.js';
+import { createFramePool } from '../pixels.js';
 import type { FrameId, SourceMessage } from '../protocol.js';
 
 /** One entry of the source: a whole file, or one event of it. */
@@ -153,6 +154,9 @@ export function createFileSource(options: FileSourceOptions) {
             )
           : undefined;
       const read = (task: ReadTask): Promise<ReadResult> => (pool ? pool.run(task) : local!.run(task));
+      // HDF5 frames are read into memory lent by this pool, taken back when the run is done with
+      // them (pixels.ts): a run that lets go allocates no memory per frame.
+      const frames = createFramePool(slabShape[0] * slabShape[1]);
       // Every frame the entries name, in order; a file that cannot be opened is one dead letter (its
       // frames cannot be counted).
       async function* items(): AsyncGenerator<Item> {
@@ -184,15 +188,11 @@ export function createFileSource(options: FileSourceOptions) {
       try {
         const outcomes = mapInOrder(items(), Math.max(1, readAhead), async (item) => {
           if ('error' in item) return { id: item.id, error: item.error };
-          // The frame's memory is allocated here, on the pipeline's thread, and freed when the
-          // pipeline drops the frame, so malloc reuses it frame after frame. Allocated on the reading
-          // thread and freed from others, each frame's 4 MiB came back as fresh pages (thread arenas
-          // give freed memory back): measured 10-15 ms of page faults a frame on the 2-core VM,
-          // against ~1 ms this way.
-          const out = isCbfPath(item.task.path) ? undefined : sharedFloat32(slabShape[0] * slabShape[1]);
+          const lent = isCbfPath(item.task.path) ? undefined : frames.take();
           try {
-            return { id: item.id, result: await read({ ...item.task, out }) };
+            return { id: item.id, result: await read({ ...item.task, out: lent?.pixels }), loan: lent?.loan };
           } catch (error) {
+            lent?.loan.done();
             // A reading thread that died (not a frame it could not read) ends the run.
             if (pool !== undefined && !(error instanceof UserError)) throw error;
             return { id: item.id, error: reasonOf(error) };
@@ -214,6 +214,7 @@ export function createFileSource(options: FileSourceOptions) {
           };
           if (result.photonEnergyEv !== undefined) message.photonEnergyEv = result.photonEnergyEv;
           if (result.clenM !== undefined) message.clenM = result.clenM;
+          if (outcome.loan !== undefined) message.loan = outcome.loan;
           yield message;
         }
       } finally {
