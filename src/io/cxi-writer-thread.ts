@@ -10,7 +10,9 @@
  *   threads reading the same memory; any other is copied once into one (a postMessage of the array
  *   would copy it twice, out of this thread and into the other). Frames must not change after.
  * - Calls are posted to the thread as they are made (the pool's `depth`): it writes while this thread
- *   is busy (pf8), instead of taking one call per turn of this thread's event loop.
+ *   is busy (pf8), instead of taking one call per turn of this thread's event loop. The calls made in
+ *   one turn go as one message (a sink's frame and its source rows).
+ * - `backlog` counts calls.
  * - An error on the thread is thrown by the next call (and by `settled`/`closeAsync`).
  * - `settled(n)` waits until at most n calls are queued: the caller's backpressure (a slow disk must
  *   not pile frames up in memory). `closeAsync` waits for every call and the file's close.
@@ -46,8 +48,8 @@ export async function createThreadedCxiWriter(
   options: CxiWriterOptions = {},
 ): Promise<ThreadedCxiWriter> {
   const maxPeaks = options.maxPeaks ?? 2048;
-  // Deeper than any backlog a caller keeps (the CXI sink holds it to ~24 calls).
-  const pool = createWorkerPool<WriterCall, null>(
+  // Deeper than any backlog a caller keeps (the CXI sink holds it to ~8 frames).
+  const pool = createWorkerPool<WriterCall[], null>(
     workerScriptUrl(import.meta.url, 'cxi-writer-worker'),
     1,
     undefined,
@@ -57,26 +59,42 @@ export async function createThreadedCxiWriter(
   let closed = false;
   let frameCount = 0;
   let peaksDropped = 0;
+  /** Messages on their way or on the thread, and the calls they carry. */
   const queued = new Set<Promise<unknown>>();
+  let backlog = 0;
   // The thread runs calls in order: the latest done means every earlier one is.
   let latest: Promise<unknown> = Promise.resolve();
+  /** This turn's calls, posted together once the turn's synchronous code is done. */
+  let batch: WriterCall[] | undefined;
   const check = () => {
     if (failure !== undefined) throw failure;
   };
-  const send = (call: WriterCall, transfer?: ArrayBuffer[]): void => {
+  const send = (call: WriterCall): void => {
     check();
     if (closed) throw new Error(`CXI writer for ${path} is closed`);
-    const done: Promise<unknown> = pool
-      .run(call, transfer)
-      .catch((error: unknown) => {
-        failure ??= error;
-      })
-      .finally(() => queued.delete(done));
-    queued.add(done);
-    latest = done;
+    if (batch === undefined) {
+      const calls: WriterCall[] = [];
+      batch = calls;
+      const done: Promise<unknown> = Promise.resolve()
+        .then(() => {
+          batch = undefined;
+          return pool.run(calls);
+        })
+        .catch((error: unknown) => {
+          failure ??= error;
+        })
+        .finally(() => {
+          queued.delete(done);
+          backlog -= calls.length;
+        });
+      queued.add(done);
+      latest = done;
+    }
+    batch.push(call);
+    backlog++;
   };
   const settled = async (calls = 0): Promise<void> => {
-    while (queued.size > calls) await Promise.race(queued);
+    while (backlog > calls) await Promise.race(queued);
     check();
   };
   // Opening the file is awaited: a bad path fails here, as createCxiWriter would.
@@ -111,7 +129,7 @@ export async function createThreadedCxiWriter(
       return peaksDropped;
     },
     get backlog() {
-      return queued.size;
+      return backlog;
     },
     appendFrame(frame) {
       const image = frame.image;
