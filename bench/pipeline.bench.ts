@@ -5,7 +5,7 @@
 //   producer -> consumer (a processor that does nothing) -> sink, against a bare XADD / XREADGROUP /
 //   XACK loop moving the same bytes, for CSPAD-sized and Jungfrau-4M-sized uint16 frames.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { defaultGeometryText } from '../src/detector/default-geometry.js';
@@ -26,6 +26,8 @@ import { runSimulation } from '../src/simulate/run.js';
 import { spawnCli } from '../test/helpers.js';
 import { startRedis } from '../test/redis-server.js';
 
+// What else runs on the machine bears on every ratio below (they fight for the same cores).
+const loadAtStart = loadavg()[0];
 const dir = mkdtempSync(join(tmpdir(), 'braggflow-bench-pipeline-'));
 const geom = join(dir, 'quad.geom');
 writeFileSync(geom, defaultGeometryText);
@@ -270,7 +272,8 @@ frame sent to the last one done; "start-up" is the rest of the run's wall time (
 reading and writing threads, the finder: under tsx, a worker thread's start compiles TypeScript).
 "CPU" is the process's CPU time (all threads) per frame, alone and in the run from the first frame
 done to the last: what reading and writing add to the finder, and what 2 cores can hold. Goal: run
-at least 0.9 of alone.
+at least 0.9 of alone. Load average when the bench started: ${loadAtStart.toFixed(1)} on
+${availableParallelism()} cores.
 
 | processor | frames | alone, frames/s | run, frames/s | run / alone | CPU ms a frame, alone / run | start-up, s | latency p50 / p99, ms |
 |---|---:|---:|---:|---:|---:|---:|---:|
