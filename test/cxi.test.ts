@@ -127,6 +127,13 @@ describe('CXI writer and readers', () => {
         Array.from(out),
         Array.from(frameValues(1, 32, dtype), (v) => Math.fround(v)),
       );
+      // Into shared memory (the pipeline's file source reads there, for its threads).
+      const shared = new Float32Array(new SharedArrayBuffer(32 * 4));
+      reader.readFrame(2, shared);
+      assert.deepEqual(
+        Array.from(shared),
+        Array.from(frameValues(2, 32, dtype), (v) => Math.fround(v)),
+      );
       reader.close();
     });
   }

@@ -365,6 +365,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const hitsPath = join(options.outDir, 'hits.cxi');
   const summaryPath = join(options.outDir, 'run-summary.json');
   let best: FrameResult | undefined;
+  let letGoBest: (() => void) | undefined;
   const stream = await runPipeline({
     source: sim.cxiPath,
     geometryPath: geomPath,
@@ -372,7 +373,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     outPath: hitsPath,
     summaryPath,
     onResult: (result) => {
-      if (result.hit && (best === undefined || result.peaks.count > best.peaks.count)) best = result;
+      if (result.hit && (best === undefined || result.peaks.count > best.peaks.count)) {
+        // Its pixels are drawn after the run: held, so the source does not reuse their memory.
+        letGoBest?.();
+        letGoBest = result.loan?.hold();
+        best = result;
+      }
     },
   });
   const pngPath = join(options.outDir, 'hit.png');

@@ -7,7 +7,7 @@
  */
 import type { PeakList } from '../peaks/peak-list.js';
 import type { AsyncPeakFinder } from '../peaks/run-peaks.js';
-import { createWorkerPool, workerScriptUrl } from '../util/worker-pool.js';
+import { createWorkerPool, transferList, workerScriptUrl } from '../util/worker-pool.js';
 import type { PeakNetFinderOptions } from './peaknet-finder.js';
 import type { PeakNetWorkerData } from './peaknet-worker.js';
 
@@ -32,7 +32,7 @@ export function createPooledPeakNetFinder(
   );
   return {
     concurrency: workers * 2,
-    find: (image) => pool.run({ image }, [image.buffer as ArrayBuffer]),
+    find: (image) => pool.run({ image }, transferList(image)),
     release: () => pool.close(),
   };
 }

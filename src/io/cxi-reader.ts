@@ -2,7 +2,8 @@
  * Frame-at-a-time reading of CXI/HDF5 image stacks. A run can hold tens of thousands of frames of a
  * multi-megapixel detector, so we never load the dataset: each `readFrame(i)` asks libhdf5 for the
  * hyperslab [i, :, :] (chunked and deflate-compressed datasets included) and converts it to float32,
- * the type every downstream stage works in.
+ * the type every downstream stage works in, copying it once out of h5wasm's heap into the output
+ * (a new array, or the caller's: a reused buffer, a SharedArrayBuffer for frames that cross threads).
  *
  * Layouts: [N, ss, fs] (CrystFEL `dim0 = %`, `dim1 = ss`, `dim2 = fs`) or a single frame [ss, fs].
  * The arguments are plain (path, dataset path, slab shape) so this module does not depend on the
@@ -18,6 +19,7 @@ import {
   numericDtypeOf,
   openHdf5,
   readSlice,
+  readSliceInto,
 } from './hdf5.js';
 
 export const defaultDataPath = '/entry_1/data_1/data';
@@ -37,7 +39,7 @@ export interface FrameReader {
   readonly slabShape: [number, number];
   /** Element type on disk. */
   readonly dtype: NumericDtype;
-  /** Frame `i` as float32 [ss * fs], fs fastest; pass `out` to reuse a buffer. */
+  /** Frame `i` as float32 [ss * fs], fs fastest; pass `out` to read into a buffer of your own. */
   readFrame(i: number, out?: Float32Array): Float32Array;
   close(): void;
 }
@@ -108,19 +110,10 @@ function makeReader(
           `dataset ${dataPath}`,
         );
       }
-      const raw = stacked ? readSlice(dataset, path, [[i, i + 1], [], []]) : readSlice(dataset, path, []);
-      if (raw.length !== pixels) {
-        throw new UserError(
-          `read ${raw.length} values for a ${pixels}-pixel frame`,
-          path,
-          `dataset ${dataPath}`,
-        );
-      }
       if (out !== undefined && out.length !== pixels)
         throw new Error(`output buffer has ${out.length} values, need ${pixels}`);
-      if (raw instanceof Float32Array && out === undefined) return raw;
       const frame = out ?? new Float32Array(pixels);
-      frame.set(raw);
+      readSliceInto(dataset, path, stacked ? [[i, i + 1], [], []] : [], frame);
       return frame;
     },
     close() {

@@ -1,11 +1,14 @@
-/** Writing thread of a threaded CXI writer (cxi-writer-thread.ts): one CxiWriter, its calls in order. */
+/**
+ * Writing thread of a threaded CXI writer (cxi-writer-thread.ts): one CxiWriter, its calls in order,
+ * a message's calls one after another (the first that fails ends the message with its error).
+ */
 import { serveWorkerTasks } from '../util/worker-pool.js';
 import { type CxiWriter, createCxiWriter } from './cxi-writer.js';
 import type { WriterCall } from './cxi-writer-thread.js';
 
 let writer: CxiWriter | undefined;
 
-serveWorkerTasks<WriterCall, null>(async (call) => {
+async function run(call: WriterCall): Promise<void> {
   switch (call.op) {
     case 'open':
       writer = await createCxiWriter(call.path, call.options);
@@ -30,5 +33,9 @@ serveWorkerTasks<WriterCall, null>(async (call) => {
       writer = undefined;
       break;
   }
+}
+
+serveWorkerTasks<WriterCall[], null>(async (calls) => {
+  for (const call of calls) await run(call);
   return null;
 });

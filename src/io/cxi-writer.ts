@@ -1,7 +1,10 @@
 /**
  * Streams a run to a CXI file frame by frame: every per-frame dataset is chunked with an unlimited
- * first dimension and grows by one row per `appendFrame`, and the file is flushed every few frames, so
- * a live run is on disk as it goes and a crash loses at most the last few frames.
+ * first dimension and grows as frames are appended, and the file is flushed every few frames, so
+ * a live run is on disk as it goes and a crash loses at most the last few frames. Datasets grow a
+ * flush's worth of rows at a time (each growth makes h5wasm re-read the dataset's metadata: per row
+ * that was about half the cost of writing the peak tables) and are cut to the frames written before
+ * each flush, so a flushed file holds exactly its frames.
  *
  * Layout (what CrystFEL reads with `peak_list = /entry_1/result_1` and `peak_list_type = cxi`):
  *
@@ -125,6 +128,10 @@ interface GrowingDataset {
   rowShape: number[];
   rowLength: number;
   dtype: NumericDtype;
+  /** Its rows (the extent), kept here: asking h5wasm for the shape re-reads the metadata. */
+  rows: number;
+  /** Rows it grows by when a row lands beyond its end. */
+  growBy: number;
 }
 
 function ensureGroup(file: File, path: string): void {
@@ -147,6 +154,7 @@ function createGrowing(
   rowShape: number[],
   chunkFrames: number,
   compression: number,
+  growBy: number,
 ): GrowingDataset {
   ensureGroup(file, parentOf(path));
   const rowLength = rowShape.reduce((a, b) => a * b, 1);
@@ -159,18 +167,19 @@ function createGrowing(
     dtype: h5TypeOf[dtype],
     ...(compression > 0 ? { compression } : {}),
   });
-  return { dataset, rowShape, rowLength, dtype };
+  return { dataset, rowShape, rowLength, dtype, rows: 0, growBy };
 }
 
-/** Makes sure the dataset has at least `rows` rows. */
-function growTo(target: GrowingDataset, rows: number): void {
-  const current = target.dataset.shape?.[0] ?? 0;
-  if (current < rows) target.dataset.resize([rows, ...target.rowShape]);
+/** Gives the dataset exactly `rows` rows. */
+function setRows(target: GrowingDataset, rows: number): void {
+  if (target.rows === rows) return;
+  target.dataset.resize([rows, ...target.rowShape]);
+  target.rows = rows;
 }
 
 /** Writes `values` to row `index` (its first `values.length` entries along the last axis). */
 function writeRow(target: GrowingDataset, index: number, values: NumericArray, partialLength?: number): void {
-  growTo(target, index + 1);
+  if (index >= target.rows) setRows(target, Math.ceil((index + 1) / target.growBy) * target.growBy);
   if (partialLength !== undefined) {
     if (partialLength === 0) return;
     target.dataset.write_slice(
@@ -196,6 +205,8 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
     throw new UserError(`maxPeaks must be a positive integer, got ${maxPeaks}`, path);
   const peakGroup = options.peakGroup ?? defaultPeakGroup;
   const flushEvery = Math.max(1, options.flushEvery ?? 8);
+  // Rows a dataset grows by: a flush's worth (cut back to the frames written at each flush), at most 64.
+  const growBy = Math.min(flushEvery, 64);
   const file = await createHdf5(path);
 
   let frameCount = 0;
@@ -216,7 +227,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
 
   const tables = guard(`group ${peakGroup}`, () => {
     file.create_dataset({ name: 'cxi_version', data: new Int32Array([150]), shape: [], dtype: '<i' });
-    const counts = createGrowing(file, joinH5(peakGroup, nPeaksDataset), 'int32', [], 1024, 0);
+    const counts = createGrowing(file, joinH5(peakGroup, nPeaksDataset), 'int32', [], 1024, 0, growBy);
     const columns = peakColumns.map((column) => ({
       column,
       target: createGrowing(
@@ -226,6 +237,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
         [maxPeaks],
         options.crashSafe ? 1 : peakChunkFrames,
         options.crashSafe ? 0 : 1,
+        growBy,
       ),
     }));
     growing.push(counts, ...columns.map((c) => c.target));
@@ -237,7 +249,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
     const { slabShape, dtype, compression = 0 } = options.frames;
     const dataPath = options.frames.dataPath ?? defaultDataPath;
     frames = guard(`dataset ${dataPath}`, () =>
-      createGrowing(file, dataPath, dtype, [...slabShape], 1, compression),
+      createGrowing(file, dataPath, dtype, [...slabShape], 1, compression, growBy),
     );
     growing.push(frames);
   }
@@ -245,7 +257,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
   const scalarDataset = (scalarPath: string, units: string): GrowingDataset => {
     let target = scalars.get(scalarPath);
     if (target === undefined) {
-      const created = createGrowing(file, scalarPath, 'float64', [], 1024, 0);
+      const created = createGrowing(file, scalarPath, 'float64', [], 1024, 0, growBy);
       created.dataset.create_attribute('units', units);
       // Frames written before the first value have none: NaN, not a plausible 0.
       for (let i = 0; i < frameCount; i++) writeRow(created, i, new Float64Array([Number.NaN]));
@@ -268,8 +280,17 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
     writeRow(scalarDataset(scalarPath, units), index, new Float64Array([value ?? Number.NaN]));
   };
 
+  /** Every dataset cut (or grown) to the frames written: before each flush, and at the end. */
+  const exactRows = () => {
+    for (const target of growing) setRows(target, frameCount);
+  };
+  const flushFile = () => {
+    exactRows();
+    file.flush();
+  };
+
   const finish = () => {
-    for (const target of growing) growTo(target, frameCount);
+    exactRows();
     const group = findGroup(file, peakGroup);
     if (group !== undefined) {
       group.create_attribute('maxPeaks', maxPeaks, null, '<i');
@@ -319,7 +340,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
       frameCount++;
       peaksDropped += dropped;
       if (dropped > 0) framesTruncated++;
-      if (frameCount % flushEvery === 0) guard(undefined, () => file.flush());
+      if (frameCount % flushEvery === 0) guard(undefined, flushFile);
       return { frameIndex: index, peaksWritten: kept.count, peaksDropped: dropped };
     },
     appendExtra(name: string, row: NumericArray, rowShape?: number[]): void {
@@ -343,6 +364,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
             shape,
             chunkFrames,
             length >= 1024 ? 1 : 0,
+            growBy,
           );
           extras.set(extraPath, target);
           growing.push(target);
@@ -363,7 +385,7 @@ export async function createCxiWriter(path: string, options: CxiWriterOptions = 
     },
     flush(): void {
       if (closed) throw new Error(`CXI writer for ${path} is closed`);
-      guard(undefined, () => file.flush());
+      guard(undefined, flushFile);
     },
     linkExternal(name: string, linkedFile: string, target: string): void {
       if (closed) throw new Error(`CXI writer for ${path} is closed`);

@@ -14,11 +14,14 @@ import { UserError } from '../util/errors.js';
 export type H5Module = typeof h5wasm;
 
 let ready: Promise<H5Module> | undefined;
+/** The compiled library itself (its heap, its C calls), once loaded: for readSliceInto. */
+let wasm: Awaited<typeof h5wasm.ready> | undefined;
 
 /** The h5wasm module, initialised once per process with errors thrown rather than printed. */
 export function loadH5wasm(): Promise<H5Module> {
   ready ??= h5wasm.ready.then((module) => {
     module.activate_throwing_error_handler();
+    wasm = module;
     return h5wasm;
   });
   return ready;
@@ -246,4 +249,49 @@ export function readSlice(
     );
   }
   return value as NumericArray;
+}
+
+/**
+ * Reads `dataset[ranges]` (per dimension `[start, stop]`, or `[]` for all of it) straight into `out`,
+ * converted to out's element type as TypedArray.set converts. One copy out of the WebAssembly heap
+ * into a buffer of the caller's choice (a reused one, or a SharedArrayBuffer that threads share
+ * without copying), where `slice` copies into a new buffer first and a conversion copies again.
+ */
+export function readSliceInto(
+  dataset: Dataset,
+  filePath: string,
+  ranges: ([number, number] | [])[],
+  out: NumericArray,
+): void {
+  const where = `dataset ${dataset.path}`;
+  const dtype = numericDtypeOf(dataset);
+  const shape = dataset.metadata.shape;
+  if (wasm === undefined) throw new Error('readSliceInto: h5wasm is not loaded (open the file first)');
+  if (dtype === undefined || shape === null)
+    throw new UserError(`unsupported element type ${describeDtype(dataset)}`, filePath, where);
+  const offset = shape.map((_, i) => BigInt(ranges[i]?.[0] ?? 0));
+  const count = shape.map((n, i) => BigInt((ranges[i]?.[1] ?? n) - (ranges[i]?.[0] ?? 0)));
+  const length = count.reduce((a, b) => a * b, 1n);
+  if (length !== BigInt(out.length))
+    throw new Error(`readSliceInto: the selection has ${length} values, the output ${out.length}`);
+  const Element = typedArrayOf[dtype];
+  const module = wasm;
+  const pointer = module._malloc(out.length * Element.BYTES_PER_ELEMENT);
+  if (pointer === 0) throw new Error(`readSliceInto: cannot allocate ${out.length} ${dtype} values`);
+  try {
+    module.get_dataset_data(
+      dataset.file_id,
+      dataset.path,
+      count,
+      offset,
+      count.map(() => 1n),
+      BigInt(pointer),
+    );
+    // The heap's buffer as it is after the call (it may have grown during it).
+    out.set(new Element(module.HEAPU8.buffer as ArrayBuffer, pointer, out.length));
+  } catch (error) {
+    throw hdf5UserError(error, filePath, where);
+  } finally {
+    module._free(pointer);
+  }
 }

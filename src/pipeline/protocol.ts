@@ -10,6 +10,7 @@
  * dead-lettered) and can report what was lost.
  */
 import type { PeakList } from '../peaks/peak-list.js';
+import type { PixelLoan } from './pixels.js';
 
 /** Which frame: the source it came from, the file (or stream) inside it, the event there. */
 export interface FrameId {
@@ -43,6 +44,8 @@ export interface FrameMessage {
   clenM?: number;
   /** When the source produced the frame, ms since the epoch (latency is measured from here). */
   sentAtMs: number;
+  /** Where the source lends the pixels' memory (pixels.ts): it reuses it once everyone let go. */
+  loan?: PixelLoan;
 }
 
 export interface EndMessage {
@@ -99,6 +102,11 @@ export interface FrameResult extends ProcessedFrame {
   sentAtMs: number;
   /** When processing finished, ms since the epoch. */
   doneAtMs: number;
+  /**
+   * The source's loan of the pixels (FrameMessage.loan): a sink or an onResult that keeps them past
+   * its call holds it (or copies them); once the run is done with the frame they may be reused.
+   */
+  loan?: PixelLoan;
 }
 
 /** Layer 3: where results go (CXI, lists, the monitor). */

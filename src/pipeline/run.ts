@@ -58,9 +58,10 @@ export interface PipelineOptions {
   queueFrames?: number;
   /**
    * Read files and write the CXI on threads of their own, overlapping the processing. Default: where
-   * the machine has cores to spare beyond two (on two cores the extra threads only take turns with
-   * the processor: measured slower, BENCHMARKS.md). The Redis sink always writes on its own thread
-   * of control (it acknowledges after its flushes).
+   * the machine has a second core (on the 2-core VM with its cores free, pf8 kept 0.76-0.83 of its
+   * rate this way against 0.57-0.64 on one thread; with another job holding both cores the threads'
+   * extra CPU made them slower, 0.4-0.55 against ~0.6: BENCHMARKS.md, README). The Redis sink
+   * always writes on its own thread of control (it acknowledges after its flushes).
    */
   ioThreads?: boolean;
   /** `inproc` (default) or `redis://HOST:PORT`. */
@@ -130,9 +131,9 @@ async function runMask(options: PipelineOptions, sourceSpec: string, maps: Pixel
   });
 }
 
-/** Reading and writing threads: asked for, or where there are more than two cores. */
+/** Reading and writing threads: asked for, or where there is a second core. */
 function ioThreadsFor(options: PipelineOptions): boolean {
-  return options.ioThreads ?? availableParallelism() > 2;
+  return options.ioThreads ?? availableParallelism() > 1;
 }
 
 async function producerSide(options: PipelineOptions): Promise<ProducerSide> {
@@ -316,13 +317,20 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineSum
       channel.close();
     }
   })();
-  // The consumer: frames through the processor, `concurrency` at once, results in source order.
-  const handle = async (message: SourceMessage): Promise<SourceMessage | FrameResult> =>
-    message.kind === 'frame' ? processFrame(processor, message) : message;
+  // The consumer: frames through the processor, `concurrency` at once, results in source order. A
+  // frame's memory goes back to its source once it is routed (the sinks hold what they keep longer).
+  const handle = async (message: SourceMessage): Promise<SourceMessage | FrameResult> => {
+    if (message.kind !== 'frame') return message;
+    const outcome = await processFrame(processor, message);
+    if ('kind' in outcome) message.loan?.done();
+    return outcome;
+  };
   try {
     for await (const outcome of mapInOrder(channel, processor.concurrency, handle)) {
-      if (!('kind' in outcome)) await router.result(outcome);
-      else if (outcome.kind === 'end') router.end(outcome);
+      if (!('kind' in outcome)) {
+        await router.result(outcome);
+        outcome.loan?.done();
+      } else if (outcome.kind === 'end') router.end(outcome);
       else if (outcome.kind === 'error') await router.deadLetter(outcome);
     }
     await sending;

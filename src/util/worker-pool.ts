@@ -8,6 +8,12 @@
  * UserError (file, field and message kept), so the CLI still prints one line; anything else comes back
  * as an Error carrying the worker's stack.
  *
+ * `depth` tasks can be posted to a worker at once (default 1): it then takes its next task as soon as
+ * it finishes one, instead of waiting for this thread to receive the result and hand the next one
+ * over. That matters where this thread is busy for long stretches (a pipeline running pf8 while its
+ * reading and writing threads work): with depth 1 such a worker does one task per turn of this
+ * thread's event loop. A worker runs its tasks one after another in the order they came.
+ *
  * A worker that dies before it is serving (its module threw while loading, a missing import) fails the
  * pool at once: every queued and running task, and every later `run`, rejects with that worker's
  * error, instead of a replacement being started to die the same way. A worker that dies later (a
@@ -34,6 +40,49 @@ export interface WorkerPool<TTask, TResult> {
   /** Terminates every worker; tasks still queued are rejected. */
   close(): Promise<void>;
 }
+
+/**
+ * The buffers of `arrays` that a postMessage can move (not copy): an ArrayBuffer's. A
+ * SharedArrayBuffer's is left out (it cannot be moved, and needs not be: both threads see it).
+ */
+export function transferList(...arrays: ArrayBufferView[]): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  for (const array of arrays) if (array.buffer instanceof ArrayBuffer) buffers.push(array.buffer);
+  return buffers;
+}
+
+/** Whether `array` lives in a SharedArrayBuffer (a postMessage shares it instead of copying it). */
+export function isShared(array: ArrayBufferView): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && array.buffer instanceof SharedArrayBuffer;
+}
+
+/** A zeroed float32 array in a SharedArrayBuffer: a frame that goes to other threads without copies. */
+export function sharedFloat32(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
+}
+
+/**
+ * `array` itself when it is shared, else a copy of it in a SharedArrayBuffer: what another thread can
+ * read while the caller keeps the original (one copy, where a postMessage of an unshared array
+ * copies it twice: out of this thread's memory and into the other's).
+ */
+export function toShared<T extends NumericView>(array: T): T {
+  if (isShared(array)) return array;
+  const Ctor = array.constructor as new (buffer: SharedArrayBuffer) => T;
+  const copy = new Ctor(new SharedArrayBuffer(array.byteLength));
+  copy.set(array);
+  return copy;
+}
+
+type NumericView =
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array;
 
 /** The module `baseName` beside the calling module, with the caller's extension (.ts or .js). */
 export function workerScriptUrl(importMetaUrl: string, baseName: string): URL {
@@ -70,8 +119,14 @@ interface Pending {
 
 interface Slot {
   worker: Worker;
-  busy: Pending | null;
+  /** Tasks posted to the worker, oldest (the one it runs) first. */
+  posted: Pending[];
   ready: boolean;
+}
+
+export interface WorkerPoolOptions {
+  /** Tasks posted to each worker ahead of their results (default 1). */
+  depth?: number;
 }
 
 function serializeError(error: unknown): SerializedError {
@@ -101,9 +156,11 @@ export function createWorkerPool<TTask, TResult>(
   scriptUrl: URL,
   size: number,
   data?: unknown,
+  options: WorkerPoolOptions = {},
 ): WorkerPool<TTask, TResult> {
   if (!Number.isInteger(size) || size < 1)
     throw new UserError(`worker count must be a positive integer, got ${size}`);
+  const depth = Math.max(1, options.depth ?? 1);
   const queue: Pending[] = [];
   const slots: Slot[] = [];
   let nextId = 0;
@@ -116,33 +173,35 @@ export function createWorkerPool<TTask, TResult>(
     closed = true;
     for (const pending of queue.splice(0)) pending.reject(error);
     for (const slot of slots) {
-      slot.busy?.reject(error);
-      slot.busy = null;
+      for (const pending of slot.posted.splice(0)) pending.reject(error);
       void slot.worker.terminate();
     }
   };
 
+  // The least loaded worker first, up to `depth` tasks each.
   const dispatch = () => {
-    for (const slot of slots) {
-      if (slot.busy !== null) continue;
-      const pending = queue.shift();
-      if (pending === undefined) return;
-      slot.busy = pending;
-      const message: TaskMessage = { id: pending.id, task: pending.task };
-      slot.worker.postMessage(message, pending.transfer);
+    for (let level = 0; level < depth; level++) {
+      for (const slot of slots) {
+        if (slot.posted.length > level) continue;
+        const pending = queue.shift();
+        if (pending === undefined) return;
+        slot.posted.push(pending);
+        const message: TaskMessage = { id: pending.id, task: pending.task };
+        slot.worker.postMessage(message, pending.transfer);
+      }
     }
   };
 
   const startWorker = (): Slot => {
-    const slot: Slot = { worker: spawnWorker(scriptUrl, data), busy: null, ready: false };
+    const slot: Slot = { worker: spawnWorker(scriptUrl, data), posted: [], ready: false };
     slot.worker.on('message', (message: ResultMessage) => {
       if ('ready' in message) {
         slot.ready = true;
         return;
       }
-      const pending = slot.busy;
-      if (pending === null || pending.id !== message.id) return;
-      slot.busy = null;
+      const pending = slot.posted[0];
+      if (pending === undefined || pending.id !== message.id) return;
+      slot.posted.shift();
       if (message.ok) pending.resolve(message.result);
       else pending.reject(deserializeError(message.error));
       dispatch();
@@ -160,11 +219,16 @@ export function createWorkerPool<TTask, TResult>(
         failPool(reason);
         return;
       }
-      const pending = slot.busy;
-      slot.busy = null;
+      // It died on the task it ran (the oldest posted); the ones posted after it go to the fresh
+      // worker first. (Their buffers, if transferred, went with the dead worker: such tasks fail.)
+      const [failed, ...waiting] = slot.posted.splice(0);
       if (closed) return;
       slots[index] = startWorker();
-      if (pending !== null) pending.reject(error);
+      failed?.reject(error);
+      for (const pending of waiting.reverse()) {
+        if (pending.transfer.length > 0) pending.reject(error);
+        else queue.unshift(pending);
+      }
       dispatch();
     };
     slot.worker.on('error', onDeath);
@@ -195,7 +259,9 @@ export function createWorkerPool<TTask, TResult>(
       closed = true;
       for (const pending of queue.splice(0))
         pending.reject(new Error('worker pool closed before the task ran'));
-      for (const slot of slots) slot.busy?.reject(new Error('worker pool closed while the task ran'));
+      for (const slot of slots)
+        for (const pending of slot.posted.splice(0))
+          pending.reject(new Error('worker pool closed while the task ran'));
       await Promise.all(slots.map((slot) => slot.worker.terminate()));
     },
   };
@@ -212,7 +278,10 @@ export function serveWorkerTasks<TTask, TResult>(
   if (isMainThread || parentPort === null)
     throw new Error('serveWorkerTasks must run inside a worker thread');
   const port = parentPort;
-  port.on('message', async (message: TaskMessage) => {
+  // One task at a time, in the order they came (a pool may post several ahead: `depth`), even when
+  // the handler awaits.
+  let previous: Promise<void> = Promise.resolve();
+  const serve = async (message: TaskMessage) => {
     try {
       const result = await handler(message.task as TTask, workerData);
       const reply: ResultMessage = { id: message.id, ok: true, result };
@@ -221,6 +290,9 @@ export function serveWorkerTasks<TTask, TResult>(
       const reply: ResultMessage = { id: message.id, ok: false, error: serializeError(error) };
       port.postMessage(reply);
     }
+  };
+  port.on('message', (message: TaskMessage) => {
+    previous = previous.then(() => serve(message));
   });
   port.postMessage({ ready: true } satisfies ResultMessage);
 }

@@ -13,6 +13,7 @@ import { openHdf5 } from '../../src/io/hdf5.js';
 import { createPeakList, type PeakList } from '../../src/peaks/peak-list.js';
 import { parsePf8ParamsPartial, resolvePf8Params } from '../../src/peaks/pf8-params.js';
 import { createCollector } from '../../src/pipeline/collector.js';
+import { createFramePool } from '../../src/pipeline/pixels.js';
 import { createResultRouter } from '../../src/pipeline/results.js';
 import { runPipeline } from '../../src/pipeline/run.js';
 import { parseSourceSpec, sourceFilePath } from '../../src/pipeline/sources/index.js';
@@ -54,6 +55,19 @@ const ready = (() => {
   assert.equal(sim.code, 0, sim.stderr);
   return run;
 })();
+
+test('frame pool: memory is reused only after the run and every holder let go', () => {
+  const pool = createFramePool(4);
+  const first = pool.take();
+  const letGo = first.loan.hold();
+  first.loan.done();
+  first.loan.done(); // once
+  assert.notEqual(pool.take().pixels, first.pixels, 'still held');
+  letGo();
+  assert.equal(pool.take().pixels, first.pixels, 'reused once everyone let go');
+  assert.ok(first.pixels.buffer instanceof SharedArrayBuffer);
+  assert.throws(() => first.loan.hold(), /after everyone let go/);
+});
 
 test('in-process channel: FIFO, bounded (a sender waits while it is full), drains after close', async () => {
   const channel = createChannel<number>(3);
@@ -254,11 +268,22 @@ test('reading and writing threads (ioThreads): the same CXI rows, frames and dea
       minPeaks: 10,
       outPath: out,
       ioThreads,
+      // A short queue: the source reads later frames into the memory of earlier ones (pixels.ts).
+      queueFrames: 1,
     });
     const rows = await readPeakTable(out);
     const reader = await openFrameReader(out);
     const frames = rows.map((_, i) => reader.readFrame(i));
     reader.close();
+    // Each row holds its own source frame (not one read later into the same memory).
+    const handle = await openHdf5(out);
+    const events = (handle.file.get('/entry_1/result_1/sourceEvent') as Dataset).value as Int32Array;
+    handle.release();
+    const sourceReader = await openFrameReader(source);
+    frames.forEach((frame, i) => {
+      assert.deepEqual(frame, sourceReader.readFrame(events[i]), `ioThreads ${ioThreads}: row ${i}`);
+    });
+    sourceReader.close();
     outputs.push({ summary, rows, frames });
   }
   const [one, threaded] = outputs;

@@ -51,6 +51,49 @@ test('a UserError in a worker arrives as a UserError; a bug keeps its message; a
   }
 });
 
+test('depth: tasks posted ahead run one after another in order, while this thread is busy', async () => {
+  const pool = createWorkerPool<Task, Result>(script, 1, { offset: 0 }, { depth: 4 });
+  try {
+    await pool.run({ values: new Float64Array(1) }); // started
+    // Early tasks wait longest (the handler awaits): they must still run, and answer, in order.
+    const done: number[] = [];
+    const runs = Array.from({ length: 4 }, (_, i) =>
+      pool.run({ values: Float64Array.from([i]), delayMs: 40 - 10 * i }).then((r) => {
+        done.push(i);
+        return r;
+      }),
+    );
+    // This thread busy for 150 ms: with depth 1 the worker would take one task in that time.
+    const start = performance.now();
+    while (performance.now() - start < 150) {}
+    const busyEnd = performance.now();
+    const results = await Promise.all(runs);
+    assert.deepEqual(done, [0, 1, 2, 3]);
+    assert.deepEqual(
+      results.map((r) => r.squares[0]),
+      [0, 1, 4, 9],
+    );
+    // All four (100 ms of waits) ran during the busy stretch.
+    assert.ok(performance.now() - busyEnd < 60, `${performance.now() - busyEnd} ms after the busy stretch`);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('depth: tasks posted behind one that crashes the worker run on its replacement', async () => {
+  const pool = createWorkerPool<Task, Result>(script, 1, { offset: 0 }, { depth: 3 });
+  try {
+    const crash = pool.run({ values: new Float64Array(1), fail: 'crash', delayMs: 20 });
+    const next = pool.run({ values: Float64Array.from([2]) });
+    const last = pool.run({ values: Float64Array.from([3]) });
+    await assert.rejects(crash, /exited with code 3/);
+    assert.deepEqual(Array.from((await next).squares), [4]);
+    assert.deepEqual(Array.from((await last).squares), [9]);
+  } finally {
+    await pool.close();
+  }
+});
+
 test('closing rejects queued tasks and later runs', async () => {
   const pool = createWorkerPool<Task, Result>(script, 1, { offset: 0 });
   const slow = assert.rejects(pool.run({ values: new Float64Array(1), delayMs: 200 }), /closed while/);

@@ -59,6 +59,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const map = assemblyMap(options.maps);
   const keep = options.keepHits ?? 8;
   const hits: FrameResult[] = [];
+  /** Each kept hit's let-go of its pixels' loan (protocol.ts FrameResult.loan). */
+  const letGo = new Map<FrameResult, (() => void) | undefined>();
   const pngCache = new Map<string, Uint8Array>();
   const history: { t: number; framesPerSecond: number; hitRate: number }[] = [];
   const started = Date.now();
@@ -155,9 +157,13 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     add(result) {
       metrics.observe(result);
       if (!result.hit || result.pixels === undefined) return;
+      // The gallery keeps the pixels: the source must not reuse their memory while it does.
       hits.push(result);
+      letGo.set(result, result.loan?.hold());
       if (hits.length > keep) {
         const gone = hits.shift() as FrameResult;
+        letGo.get(gone)?.();
+        letGo.delete(gone);
         for (const k of pngCache.keys()) if (k.startsWith(`${gone.seq}:`)) pngCache.delete(k);
       }
     },

@@ -13,7 +13,7 @@ import { createPeakFinder, type PeakFinderSpec } from '../../peaks/finder.js';
 import type { PeakList } from '../../peaks/peak-list.js';
 import type { PeaksTask, PeaksWorkerData } from '../../peaks/peaks-worker.js';
 import { pf8ParamsToJson } from '../../peaks/pf8-params.js';
-import { createWorkerPool, workerScriptUrl } from '../../util/worker-pool.js';
+import { createWorkerPool, isShared, transferList, workerScriptUrl } from '../../util/worker-pool.js';
 import type { FrameMessage, PixelArray, Processor } from '../protocol.js';
 
 export type ProcessorSpec =
@@ -44,11 +44,12 @@ export const DEFAULT_MIN_PEAKS = 10;
 
 /**
  * The frame as float32 for a finder. `moved`: the finder transfers it to a worker thread, so a
- * float32 frame is copied (the sinks still need the pixels of hits).
+ * float32 frame is copied (the sinks still need the pixels of hits), unless it is in a
+ * SharedArrayBuffer (the file source's frames): the worker then reads it where it is.
  */
 function toFloat32(pixels: PixelArray, moved: boolean): Float32Array {
   if (!(pixels instanceof Float32Array)) return Float32Array.from(pixels);
-  return moved ? pixels.slice() : pixels;
+  return moved && !isShared(pixels) ? pixels.slice() : pixels;
 }
 
 export async function createProcessor(spec: ProcessorSpec, context: ProcessorContext): Promise<Processor> {
@@ -99,13 +100,15 @@ export async function createProcessor(spec: ProcessorSpec, context: ProcessorCon
         mask: context.mask,
         spec: finder,
       };
+      // Two frames a worker, both posted to it: it starts the second as soon as it is done with the
+      // first, whatever this thread is doing.
       const pool = createWorkerPool<PeaksTask, PeakList>(
         workerScriptUrl(import.meta.url, '../../peaks/peaks-worker'),
         workers,
         data,
+        { depth: 2 },
       );
-      find = (image) => pool.run({ image }, [image.buffer as ArrayBuffer]);
-      // Two frames a worker keeps each one busy while the next is handed over.
+      find = (image) => pool.run({ image }, transferList(image));
       concurrency = 2 * workers;
       release = () => pool.close();
     }

@@ -20,6 +20,7 @@ export async function processFrame(
       clenM: frame.clenM,
       sentAtMs: frame.sentAtMs,
       doneAtMs: Date.now(),
+      ...(frame.loan === undefined ? {} : { loan: frame.loan }),
     };
   } catch (error) {
     return { kind: 'error', id: frame.id, seq: frame.seq, reason: (error as Error).message };

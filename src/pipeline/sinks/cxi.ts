@@ -115,6 +115,12 @@ export async function createCxiSink(options: CxiSinkOptions): Promise<CxiSink> {
         clenM: result.clenM,
       });
       sourceRows.append(result.id.file, result.id.event);
+      // The writing thread reads the frame's (shared) memory later: the source must not reuse it
+      // before. (This thread's writer has copied it into HDF5 by now.)
+      if (threaded !== undefined && result.loan !== undefined) {
+        const letGo = result.loan.hold();
+        void threaded.written().then(letGo);
+      }
       // A few frames queued on the writing thread at most: a slow disk holds the run back.
       if (threaded !== undefined && threaded.backlog > 3 * 8) return threaded.settled(3 * 4);
     },

@@ -13,7 +13,8 @@ import { isCbfPath, readCbfFrame } from '../../io/cbf.js';
 import { type FrameReader, openFrameReader } from '../../io/cxi-reader.js';
 import type { Geometry } from '../../io/geom.js';
 import { UserError } from '../../util/errors.js';
-import { createWorkerPool, mapInOrder, workerScriptUrl } from '../../util/worker-pool.js';
+import { createWorkerPool, mapInOrder, sharedFloat32, workerScriptUrl } from '../../util/worker-pool.js';
+import { createFramePool } from '../pixels.js';
 import type { FrameId, SourceMessage } from '../protocol.js';
 
 /** One entry of the source: a whole file, or one event of it. */
@@ -61,8 +62,13 @@ export interface FileSourceOptions {
   readAhead?: number;
 }
 
-/** A request to the reading thread: how many frames a file holds, or one frame of it. */
-export type ReadTask = { kind: 'count'; path: string } | { kind: 'frame'; path: string; event: number };
+/**
+ * A request to the reading thread: how many frames a file holds, or one frame of it. `out`: where to
+ * read an HDF5 frame (float32 in a SharedArrayBuffer, so it reaches every thread without copies).
+ */
+export type ReadTask =
+  | { kind: 'count'; path: string }
+  | { kind: 'frame'; path: string; event: number; out?: Float32Array };
 
 export type ReadResult =
   | { kind: 'count'; frameCount: number }
@@ -76,8 +82,11 @@ export interface FileReaderData {
 }
 
 /**
- * Reads files for a file source, on whichever thread owns it: frame counts and frames (float32, the
- * reader's own array: it travels down the pipeline), with each frame's beam values. Consecutive
+ * Reads files for a file source, on whichever thread owns it: frame counts and frames, with each
+ * frame's beam values. An HDF5 frame is read (one copy out of h5wasm's heap) into the task's `out`,
+ * else a new float32 array in a SharedArrayBuffer: it travels down the pipeline from the reading
+ * thread to this one, to pf8's worker threads and to the CXI sink's writing thread without being
+ * copied again. Consecutive
  * requests for one file share its reader (a list names a file once per event; opening an HDF5 file
  * costs more than reading a frame from it).
  */
@@ -105,7 +114,11 @@ export function createFileReader(data: FileReaderData) {
         };
       let pixels: Float32Array;
       if (isCbfPath(task.path)) pixels = readCbfFrame(task.path, slabShape);
-      else pixels = (await readerFor(task.path)).readFrame(task.event);
+      else
+        pixels = (await readerFor(task.path)).readFrame(
+          task.event,
+          task.out ?? sharedFloat32(slabShape[0] * slabShape[1]),
+        );
       const values = await beam(isCbfPath(task.path) ? undefined : task.path, task.event);
       const result: ReadResult = { kind: 'frame', pixels };
       if (values.photonEnergyEv !== undefined) result.photonEnergyEv = values.photonEnergyEv;
@@ -135,9 +148,15 @@ export function createFileSource(options: FileSourceOptions) {
               workerScriptUrl(import.meta.url, 'file-read-worker'),
               1,
               data,
+              // The thread reads the next frames while this one is busy (it does not wait for this
+              // thread to take each frame before starting the next).
+              { depth: readAhead },
             )
           : undefined;
       const read = (task: ReadTask): Promise<ReadResult> => (pool ? pool.run(task) : local!.run(task));
+      // HDF5 frames are read into memory lent by this pool, taken back when the run is done with
+      // them (pixels.ts): a run that lets go allocates no memory per frame.
+      const frames = createFramePool(slabShape[0] * slabShape[1]);
       // Every frame the entries name, in order; a file that cannot be opened is one dead letter (its
       // frames cannot be counted).
       async function* items(): AsyncGenerator<Item> {
@@ -169,9 +188,11 @@ export function createFileSource(options: FileSourceOptions) {
       try {
         const outcomes = mapInOrder(items(), Math.max(1, readAhead), async (item) => {
           if ('error' in item) return { id: item.id, error: item.error };
+          const lent = isCbfPath(item.task.path) ? undefined : frames.take();
           try {
-            return { id: item.id, result: await read(item.task) };
+            return { id: item.id, result: await read({ ...item.task, out: lent?.pixels }), loan: lent?.loan };
           } catch (error) {
+            lent?.loan.done();
             // A reading thread that died (not a frame it could not read) ends the run.
             if (pool !== undefined && !(error instanceof UserError)) throw error;
             return { id: item.id, error: reasonOf(error) };
@@ -193,6 +214,7 @@ export function createFileSource(options: FileSourceOptions) {
           };
           if (result.photonEnergyEv !== undefined) message.photonEnergyEv = result.photonEnergyEv;
           if (result.clenM !== undefined) message.clenM = result.clenM;
+          if (outcome.loan !== undefined) message.loan = outcome.loan;
           yield message;
         }
       } finally {
