@@ -10,6 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import h5wasm, { type Dataset, type File, type Group } from 'h5wasm/node';
 import { UserError } from '../util/errors.js';
+import type { NumericView } from '../util/worker-pool.js';
 
 export type H5Module = typeof h5wasm;
 
@@ -207,15 +208,7 @@ export const typedArrayOf = {
   float64: Float64Array,
 } as const;
 
-export type NumericArray =
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | Float32Array
-  | Float64Array;
+export type NumericArray = NumericView;
 
 /** The NumericDtype matching a typed array. */
 export function dtypeOfArray(array: NumericArray): NumericDtype {

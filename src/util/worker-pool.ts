@@ -74,7 +74,8 @@ export function toShared<T extends NumericView>(array: T): T {
   return copy;
 }
 
-type NumericView =
+/** Every typed array of numbers (io/hdf5.ts reads and writes these too). */
+export type NumericView =
   | Int8Array
   | Uint8Array
   | Int16Array

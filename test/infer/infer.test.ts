@@ -65,6 +65,22 @@ function checkTiling(
     assert.equal(owners[i], maps.panelIndex[i] >= 0 ? 1 : 0, `pixel ${i}`);
 }
 
+/** The pixel maps of a detector of one panel of `rows` x `cols`. */
+function onePanelMaps(rows: number, cols: number) {
+  const text = [
+    'res = 10000',
+    'clen = 0.1',
+    'photon_energy = 9000',
+    'dim0 = %',
+    'dim1 = ss',
+    'dim2 = fs',
+    'data = /entry_1/data_1/data',
+    ...[`p/min_fs = 0`, `p/max_fs = ${cols - 1}`, `p/min_ss = 0`, `p/max_ss = ${rows - 1}`],
+    ...['p/fs = x', 'p/ss = y', 'p/corner_x = 0', 'p/corner_y = 0'],
+  ].join('\n');
+  return computePixelMaps(parseGeometry(text, `panel-${rows}x${cols}.geom`));
+}
+
 test('axisTiles: one padded tile for a short axis; overlapping tiles own disjoint, covering ranges', () => {
   assert.deepEqual(axisTiles(50, 64, 16), [{ start: 0, own0: 0, own1: 50 }]);
   for (const length of [65, 100, 194, 388, 1030, 3840]) {
@@ -101,18 +117,7 @@ test('panel-fitted tiles (maxPx): each panel in one tile of its own shape, long 
   assert.equal(axisTileLength(3840, 256, 1024), 1024);
   // Two 64 x 64 panels (smallMaps) and a 1500 x 700 module.
   checkTiling(smallMaps(), fitted);
-  const text = [
-    'res = 10000',
-    'clen = 0.1',
-    'photon_energy = 9000',
-    'dim0 = %',
-    'dim1 = ss',
-    'dim2 = fs',
-    'data = /entry_1/data_1/data',
-    ...['m0/min_fs = 0', 'm0/max_fs = 699', 'm0/min_ss = 0', 'm0/max_ss = 1499', 'm0/fs = x', 'm0/ss = y'],
-    ...['m0/corner_x = 0', 'm0/corner_y = 0'],
-  ].join('\n');
-  const maps = computePixelMaps(parseGeometry(text, 'module.geom'));
+  const maps = onePanelMaps(1500, 700);
   checkTiling(maps, fitted);
   const plan = planTiles(maps, fitted);
   assert.deepEqual(
@@ -340,18 +345,7 @@ test('panel-fitted serving: every good pixel decided once, masked ones never, th
   const base = readModelFile(modelPath);
   const file = { ...base, meta: { ...base.meta, tile: { ...base.meta.tile, maxPx: 128 } } };
   // A 100 x 150 panel: one 128-row tile along ss, two overlapping 128-column tiles along fs.
-  const text = [
-    'res = 10000',
-    'clen = 0.1',
-    'photon_energy = 9000',
-    'dim0 = %',
-    'dim1 = ss',
-    'dim2 = fs',
-    'data = /entry_1/data_1/data',
-    ...['p/min_fs = 0', 'p/max_fs = 149', 'p/min_ss = 0', 'p/max_ss = 99', 'p/fs = x', 'p/ss = y'],
-    ...['p/corner_x = 0', 'p/corner_y = 0'],
-  ].join('\n');
-  const maps = computePixelMaps(parseGeometry(text, 'panel.geom'));
+  const maps = onePanelMaps(100, 150);
   const n = maps.ssSize * maps.fsSize;
   const random = seededRandom(4);
   const image = Float32Array.from({ length: n }, () => 5 * random());
