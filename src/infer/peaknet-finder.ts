@@ -115,7 +115,8 @@ export async function createPeakNetFinder(
     const key = `${group.heightPx}x${group.widthPx}${symbolic ? '' : `x${group.tiles.length}`}`;
     let session = sessions.get(key);
     if (session === undefined) {
-      const bytes = modelBytesForBatch(file, symbolic && !sameTile ? 0 : group.tiles.length, group);
+      // The file's own graph (its batch, or any where symbolic), else one rebuilt with a symbolic batch.
+      const bytes = modelBytesForBatch(file, sameTile ? group.tiles.length : 0, group);
       session = await createSession(bytes, {
         executionProvider: options.provider,
         intraOpThreads: options.intraOpThreads,
@@ -197,8 +198,9 @@ interface TileGroup {
 }
 
 /**
- * Consecutive runs of tiles of one shape, each at most `batchPixels` of input (at least one tile),
- * in plan order: a frame's tiles are prepared, run and decided group by group.
+ * The plan's tiles by shape (shapes in order of first appearance, tiles in plan order within one),
+ * cut into model runs of at most `batchPixels` of input (at least one tile each): a frame's tiles
+ * are prepared, run and decided group by group.
  */
 export function groupTiles(tiles: readonly Tile[], batchPixels: number): TileGroup[] {
   const byShape = new Map<string, Tile[]>();

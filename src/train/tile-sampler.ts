@@ -13,6 +13,7 @@
 import { panelSlabRect } from '../detector/mask.js';
 import type { Preprocessing, TileSpec } from '../infer/model-file.js';
 import { preprocessTile, tileStatistics } from '../infer/preprocess.js';
+import { TILE_STRIDE_PX } from '../infer/tiling.js';
 import { samplePoisson } from '../simulate/poisson.js';
 import type { TrainConfig } from './config.js';
 import type { TrainingFrame } from './frame-source.js';
@@ -78,7 +79,7 @@ export function createTileSampler(options: TileSamplerOptions): TileSampler {
       // fits, so its share of spot tiles stays spotTileFraction.
       const fits = (p: number) => {
         const r = panelSlabRect(maps, p);
-        return r.ss1 - r.ss0 + 1 > H - 32 && r.fs1 - r.fs0 + 1 > W - 32;
+        return r.ss1 - r.ss0 + 1 > H - TILE_STRIDE_PX && r.fs1 - r.fs0 + 1 > W - TILE_STRIDE_PX;
       };
       const draws = options.preferFittingPanels ? FITTING_DRAWS : 1;
       let panel = -1;

@@ -154,24 +154,8 @@ export class Trainer {
   static async create(options: TrainerOptions): Promise<Trainer> {
     const config = resolveConfig(options.model);
     const training = mergeTraining(options.training);
-    const model = buildPeakNet(config, {
-      batch: training.batch,
-      heightPx: training.heightPx,
-      widthPx: training.widthPx,
-      paramsAs: 'inputs',
-      seed: training.seed,
-    });
-    const { graph, logits } = model;
-    const [b, h, w] = [training.batch, training.heightPx, training.widthPx];
-    let loss: ReturnType<typeof focalLoss>;
-    if (training.distill !== undefined) {
-      const teacher = graph.input('teacher', [b, logits.shape[1], h, w], 'float32');
-      const options: DistillOptions = { ...training.distill, focal: training.focal };
-      loss = distillationLoss(logits, teacher, options).loss;
-    } else {
-      loss = focalLoss(logits, graph.input('target', [b, h, w], TARGET_DTYPE), training.focal);
-    }
-    const train = buildTrainingGraph(graph, { loss });
+    const { model, train } = trainingGraph(config, training, training);
+    const { graph } = model;
     const params = train.wrtNames.map((name): TrainableParam => {
       const param = graph.getParam(name);
       const values = param.data;
@@ -245,11 +229,7 @@ export class Trainer {
     if (key === shapeKey(this.training) || this.shapes.has(key)) return;
     if (this.training.distill !== undefined)
       throw new UserError('distillation trains on the config tile only; drop `shapes`', undefined, 'shapes');
-    const model = buildPeakNet(this.config, { ...shape, paramsAs: 'inputs', seed: this.training.seed });
-    const target = model.graph.input('target', [shape.batch, shape.heightPx, shape.widthPx], TARGET_DTYPE);
-    const train = buildTrainingGraph(model.graph, {
-      loss: focalLoss(model.logits, target, this.training.focal),
-    });
+    const { train } = trainingGraph(this.config, this.training, shape);
     const gradOf = new Map(train.wrtNames.map((name, i) => [name, train.gradNames[i]]));
     const gradNames = this.params.map((p) => {
       const grad = gradOf.get(p.name);
@@ -401,6 +381,25 @@ export class Trainer {
     for (const { session } of this.shapes.values()) await session.release();
     this.shapes.clear();
   }
+}
+
+/**
+ * The training graph for tiles of `shape`: PeakNet with its params as inputs, and the loss (focal on
+ * a `target` mask, or distillation from a `teacher`'s logits), differentiated.
+ */
+function trainingGraph(config: PeakNetConfig, training: TrainingConfig, shape: TileShape) {
+  const model = buildPeakNet(config, { ...shape, paramsAs: 'inputs', seed: training.seed });
+  const { graph, logits } = model;
+  const [b, h, w] = [shape.batch, shape.heightPx, shape.widthPx];
+  let loss: ReturnType<typeof focalLoss>;
+  if (training.distill !== undefined) {
+    const teacher = graph.input('teacher', [b, logits.shape[1], h, w], 'float32');
+    const options: DistillOptions = { ...training.distill, focal: training.focal };
+    loss = distillationLoss(logits, teacher, options).loss;
+  } else {
+    loss = focalLoss(logits, graph.input('target', [b, h, w], TARGET_DTYPE), training.focal);
+  }
+  return { model, train: buildTrainingGraph(graph, { loss }) };
 }
 
 function decaysByDefault(param: { name: string; shape: readonly number[] }): boolean {
